@@ -1,0 +1,243 @@
+"""Domain events: every job transition as a frozen, versioned dataclass.
+
+Events are the source of truth; job state is only ever a fold of them (see ``_fold``). Each event
+carries the envelope fields the architecture names (``event_id``, ``job_id``, ``type``, ``at``,
+``source``, ``v``, ``attempt``) and a small payload. Page bodies never ride in an event; a
+``ScrapeSucceeded`` carries a reference to the bodies topic instead.
+
+Event ids of events written by processors that may reprocess a record after a crash are derived
+from the job and the step (``<job>/validated``, ``<job>/a2/outcome``), so a reprocessed step writes
+the *same* id again and the fold drops it as a duplicate, even when the replayed step came out
+differently (a fetch that failed before the crash and succeeded after it). Events caused by a
+person or a connection (attach, delivery, redrive) get random ids.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+ErrorCode = str
+"""A short machine-readable reason (``invalid_url``, ``timeout``, ``http_404``, ...)."""
+
+
+def new_job_id() -> str:
+    """A URL-safe, unguessable job id: 128 random bits (22 characters, base64url)."""
+    return secrets.token_urlsafe(16)
+
+
+def new_event_id() -> str:
+    """A random event id, for events that are not the replayable output of a processor step."""
+    return secrets.token_urlsafe(12)
+
+
+def now() -> float:
+    """Wall-clock time for ``at``: seconds since the epoch. Only producers call it; folds never do."""
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """The envelope shared by every ledger event."""
+
+    TYPE: ClassVar[str] = "Event"
+    VERSION: ClassVar[int] = 1
+
+    job_id: str
+    event_id: str
+    at: float
+    source: str
+    attempt: int = 0
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchSpec(Event):
+    """Events that carry the whole fetch request, so the scraper needs no other state."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
+    proxy: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSubmitted(FetchSpec):
+    """A client asked for a URL. ``source`` is the edge pod that holds the client."""
+
+    TYPE: ClassVar[str] = "JobSubmitted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobValidated(FetchSpec):
+    """The URL passed validation; the scraper may fetch it as attempt 1 (``attempt`` = 1)."""
+
+    TYPE: ClassVar[str] = "JobValidated"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRejected(Event):
+    """The URL failed validation. Terminal."""
+
+    TYPE: ClassVar[str] = "JobRejected"
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptFailed(Event):
+    """Fetch attempt ``attempt`` failed. ``retryable`` says whether another attempt may help."""
+
+    TYPE: ClassVar[str] = "AttemptFailed"
+    code: ErrorCode
+    message: str
+    retryable: bool
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryScheduled(FetchSpec):
+    """Attempt ``attempt`` is due no earlier than ``not_before`` (back-off with jitter).
+
+    ``base`` is the number of attempts spent before the current round (see ``JobRedriven``).
+    """
+
+    TYPE: ClassVar[str] = "RetryScheduled"
+    not_before: float
+    base: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScrapeSucceeded(Event):
+    """Attempt ``attempt`` fetched the page. Terminal.
+
+    The body lives in the bodies topic at (``body_partition``, ``body_offset``), or inline in
+    ``body`` when small enough; ``truncated`` marks a body cut at the size limit.
+    """
+
+    TYPE: ClassVar[str] = "ScrapeSucceeded"
+    url: str
+    final_url: str
+    http_status: int
+    headers: dict[str, str]
+    elapsed_ms: float
+    body_bytes: int
+    truncated: bool = False
+    body_partition: int | None = None
+    body_offset: int | None = None
+    body: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFailed(Event):
+    """A permanent failure that no retry can fix (a 404, too many redirects). Terminal."""
+
+    TYPE: ClassVar[str] = "JobFailed"
+    code: ErrorCode
+    message: str
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobDeadLettered(Event):
+    """Out of attempts (or a poison job). Terminal; a copy goes to the DLQ topic."""
+
+    TYPE: ClassVar[str] = "JobDeadLettered"
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientAttached(Event):
+    """A client on pod ``pod`` wants this job's result (a resume, possibly on another pod)."""
+
+    TYPE: ClassVar[str] = "ClientAttached"
+    pod: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResultDelivered(Event):
+    """Pod ``pod`` sent the result to a client."""
+
+    TYPE: ClassVar[str] = "ResultDelivered"
+    pod: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRedriven(FetchSpec):
+    """An operator sent a failed or dead-lettered job back to the scraper.
+
+    ``attempt`` is the next attempt number and ``base`` the number of attempts already spent, so
+    the attempt limit counts afresh from ``base`` while the numbering never restarts.
+    """
+
+    TYPE: ClassVar[str] = "JobRedriven"
+    base: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobExpired(Event):
+    """The job left the replay window; its state is removed from ``job-state``. Terminal."""
+
+    TYPE: ClassVar[str] = "JobExpired"
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        JobSubmitted,
+        JobValidated,
+        JobRejected,
+        AttemptFailed,
+        RetryScheduled,
+        ScrapeSucceeded,
+        JobFailed,
+        JobDeadLettered,
+        ClientAttached,
+        ResultDelivered,
+        JobRedriven,
+        JobExpired,
+    )
+}
+
+SCRAPE_TRIGGERS: tuple[type[Event], ...] = (JobValidated, RetryScheduled, JobRedriven)
+"""Events that ask the scraper for a fetch attempt."""
+
+Status = Literal[
+    "unknown",
+    "submitted",
+    "validated",
+    "retrying",
+    "redriven",
+    "succeeded",
+    "rejected",
+    "failed",
+    "dead_lettered",
+    "expired",
+]
+
+TERMINAL: frozenset[str] = frozenset({"succeeded", "rejected", "failed", "dead_lettered", "expired"})
+REDRIVABLE: frozenset[str] = frozenset({"failed", "dead_lettered"})
+
+
+def outcome_id(job_id: str, attempt: int) -> str:
+    """The one event id any outcome of attempt ``attempt`` gets: a replayed attempt dedupes."""
+    return f"{job_id}/a{attempt}/outcome"
+
+
+def retry_id(job_id: str, attempt: int) -> str:
+    return f"{job_id}/a{attempt}/retry"
+
+
+def payload_of(event: Event) -> dict[str, Any]:
+    """The event's own fields, without the envelope."""
+    return {f.name: getattr(event, f.name) for f in fields(event) if f.name not in _ENVELOPE}
+
+
+_ENVELOPE = frozenset({"job_id", "event_id", "at", "source", "attempt"})

@@ -1,0 +1,90 @@
+"""State materializer: folds the ledger into ``JobState`` and routes deliveries by pod id.
+
+Per ledger record it loads the job's state from the Quix Streams state store (changelog-backed,
+so it survives restarts), applies the pure :func:`ledger.fold`, writes the new state to the
+compacted ``job-state`` topic and, when the fold says a result is due (the job just finished, or
+a client attached to a finished job), one delivery notice per pod to the ``deliveries`` topic,
+keyed by pod id. Records that do not decode go to the DLQ instead of stopping the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+import ledger as L
+from scrapeledger import topics as T
+from scrapeledger.errors import EventError
+from scrapeledger.settings import Settings
+
+from ._app import Out, Processor, out_key
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "job"
+
+
+def poison_record(raw: bytes | None, key: str | None, reason: str, source: str) -> bytes:
+    """A DLQ record for bytes that are not an event: the raw bytes travel along for inspection."""
+    return orjson.dumps(
+        {
+            "kind": "poison",
+            "key": key,
+            "reason": reason,
+            "source": source,
+            "at": L.now(),
+            "raw": (raw or b"").decode("utf-8", "backslashreplace"),
+        }
+    )
+
+
+def delivery_record(state: L.JobState) -> bytes:
+    return state.to_json()
+
+
+def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -> list[Out]:
+    """One ledger record in; new state, deliveries and poison notices out. Never raises on input."""
+    try:
+        event = L.decode_event(raw)
+    except EventError as exc:
+        log.warning("poison ledger record (key %s) sent to DLQ: %s", key, exc)
+        return [Out(T.DLQ, key or "", poison_record(raw, key, str(exc), pod))]
+    if key != event.job_id:
+        reason = f"record key {key!r} differs from job_id {event.job_id!r}"
+        log.warning("poison ledger record sent to DLQ: %s", reason)
+        return [Out(T.DLQ, key or "", poison_record(raw, key, reason, pod))]
+    stored = state.get(STATE_KEY)
+    before = L.JobState.from_dict(stored) if stored is not None else None
+    after = L.fold(before, event)
+    if after is before:
+        return []
+    state.set(STATE_KEY, after.to_dict())
+    outs = [Out(T.JOB_STATE, event.job_id, after.to_json())]
+    due = L.deliveries_due(before, after, event)
+    if due:
+        notice = delivery_record(after)
+        outs.extend(Out(T.DELIVERIES, p, notice) for p in due)
+        log.info("job %s %s; delivering to %s", event.job_id, after.status, ", ".join(due))
+    return outs
+
+
+def build(settings: Settings) -> Processor:
+    proc = Processor(settings, "state", stateful=True)
+    for name in (T.JOB_STATE, T.DELIVERIES, T.DLQ):
+        proc.topic(name)
+    sdf = proc.app.dataframe(proc.topic(T.LEDGER))
+    pod = settings.pod_name
+    sdf = sdf.apply(
+        lambda raw, key, ts, headers, state: materialize_step(raw, key, state, pod),
+        stateful=True,
+        metadata=True,
+        expand=True,
+    )
+    sdf.to_topic(proc.route, key=out_key)
+    return proc
+
+
+def main(settings: Settings | None = None) -> None:
+    build(settings or Settings()).run()

@@ -1,0 +1,340 @@
+"""Scraper: ``JobValidated`` / ``RetryScheduled`` / ``JobRedriven`` -> one outcome per attempt.
+
+Quix Streams processes one record at a time on one thread, so a blocking fetch per record would
+cap a process at ~1/latency jobs per second. Instead the records end in a :class:`FetchSink`:
+``add()`` starts the fetch on an asyncio loop in a background thread (at most
+``SCRAPER_CONCURRENCY`` in flight; ``add()`` blocks when all slots are taken, which is the
+backpressure), each finished fetch writes its body and its events to Kafka at once, and
+``flush()`` - which the checkpoint calls before it commits offsets - waits until every started
+attempt's events are acknowledged. Offsets are therefore committed only after the results are
+durable (at-least-once); a crash replays the attempt, and the replay's outcome shares the first
+one's event id, so the fold keeps whichever was recorded first.
+
+Every attempt ends in exactly one outcome event (id ``<job>/a<n>/outcome``):
+``ScrapeSucceeded``, ``JobFailed`` (permanent), ``AttemptFailed`` followed by ``RetryScheduled``
+(retryable, attempts left), or ``JobDeadLettered`` (retryable, none left; also copied to the DLQ).
+The attempt number travels in the events, so a restart can never reset it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import KafkaException, Message, Producer
+from quixstreams.sinks import BaseSink
+
+import ledger as L
+from processors.fetch import FetchError, Fetcher, FetchOk, FetchRequest, backoff_delay
+from scrapeledger import topics as T
+from scrapeledger.errors import EventError, ScrapeledgerError
+from scrapeledger.settings import Settings
+
+from ._app import Processor, producer_config
+
+log = logging.getLogger(__name__)
+
+
+def scrape_trigger(raw: bytes) -> L.FetchSpec | None:
+    """The fetch request in a ledger record, or None for records the scraper does not act on."""
+    try:
+        event = L.decode_event(raw)
+    except EventError:
+        return None  # the materializer dead-letters undecodable records
+    if isinstance(event, L.SCRAPE_TRIGGERS) and isinstance(event, L.FetchSpec):
+        return event
+    return None
+
+
+def decode_text(body: bytes, headers: dict[str, str]) -> str:
+    """The page as text: the charset the server declared, else UTF-8, never an exception."""
+    charset = "utf-8"
+    for part in headers.get("content-type", "").split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            charset = value.strip("\"' ")
+    try:
+        return body.decode(charset, "replace")
+    except LookupError:
+        return body.decode("utf-8", "replace")
+
+
+def outcome_events(
+    trigger: L.FetchSpec,
+    result: FetchOk | FetchError,
+    *,
+    settings: Settings,
+    body_ref: tuple[int, int] | None,
+    body_inline: str | None,
+) -> list[L.Event]:
+    """The events that record one attempt's result. Pure apart from reading the clock for ``at``."""
+    attempt = trigger.attempt
+    base = trigger.base if isinstance(trigger, L.RetryScheduled | L.JobRedriven) else 0
+    at = L.now()
+    common: dict[str, Any] = {
+        "job_id": trigger.job_id,
+        "event_id": L.outcome_id(trigger.job_id, attempt),
+        "at": at,
+        "source": settings.pod_name,
+        "attempt": attempt,
+    }
+    if isinstance(result, FetchOk):
+        return [
+            L.ScrapeSucceeded(
+                **common,
+                url=trigger.url,
+                final_url=result.final_url,
+                http_status=result.http_status,
+                headers=result.headers,
+                elapsed_ms=result.elapsed_ms,
+                body_bytes=len(result.body),
+                truncated=result.truncated,
+                body_partition=body_ref[0] if body_ref else None,
+                body_offset=body_ref[1] if body_ref else None,
+                body=body_inline,
+            )
+        ]
+    if not result.retryable:
+        return [
+            L.JobFailed(
+                **common, code=result.code, message=result.message, http_status=result.http_status
+            )
+        ]
+    if attempt - base >= settings.scraper_max_attempts:
+        return [
+            L.JobDeadLettered(
+                **common,
+                code=result.code,
+                message=f"{result.message} (after {attempt - base} attempts)",
+            )
+        ]
+    delay = backoff_delay(
+        attempt - base,
+        base_s=settings.scraper_backoff_base_s,
+        cap_s=settings.scraper_backoff_max_s,
+        retry_after_s=result.retry_after_s,
+    )
+    return [
+        L.AttemptFailed(
+            **common,
+            code=result.code,
+            message=result.message,
+            retryable=True,
+            http_status=result.http_status,
+        ),
+        L.RetryScheduled(
+            job_id=trigger.job_id,
+            event_id=L.retry_id(trigger.job_id, attempt + 1),
+            at=at,
+            source=settings.pod_name,
+            attempt=attempt + 1,
+            url=trigger.url,
+            headers=trigger.headers,
+            timeout_s=trigger.timeout_s,
+            proxy=trigger.proxy,
+            not_before=at + delay,
+            base=base,
+        ),
+    ]
+
+
+class _AsyncProducer:
+    """A thread-safe confluent producer whose deliveries resolve asyncio futures."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._producer = Producer(
+            {"bootstrap.servers": settings.bootstrap_servers, **producer_config(settings)}
+        )
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="scraper-producer", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    async def produce(self, topic: str, key: str, value: bytes) -> Message:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Message] = loop.create_future()
+
+        def on_delivery(err: Any, msg: Message) -> None:
+            if err is not None:
+                loop.call_soon_threadsafe(_set_exc, done, ScrapeledgerError(f"produce failed: {err}"))
+            else:
+                loop.call_soon_threadsafe(_set_result, done, msg)
+
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                await asyncio.sleep(0.01)  # local queue full: wait for deliveries to drain it
+        return await done
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._producer.flush(timeout)
+        self._stop.set()
+        self._poller.join(timeout=5)
+
+
+def _set_result(fut: asyncio.Future[Message], msg: Message) -> None:
+    if not fut.done():
+        fut.set_result(msg)
+
+
+def _set_exc(fut: asyncio.Future[Message], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+class FetchSink(BaseSink):  # type: ignore[misc]
+    """Runs many fetch attempts at once; commits wait until their results are in Kafka."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._slots = threading.BoundedSemaphore(settings.scraper_concurrency)
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._fetcher: Fetcher | None = None
+        self._producer: _AsyncProducer | None = None
+        self.in_flight = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="scraper-loop", daemon=True)
+        self._thread.start()
+        self._producer = _AsyncProducer(self.settings)
+        # the fetcher (and its HTTP client) must be created on the loop that will use it
+        self._fetcher = asyncio.run_coroutine_threadsafe(self._make_fetcher(), loop).result()
+
+    async def _make_fetcher(self) -> Fetcher:
+        return Fetcher.from_settings(self.settings)
+
+    def close(self) -> None:
+        self.flush()
+        loop = self._loop
+        if loop is not None and self._fetcher is not None:
+            asyncio.run_coroutine_threadsafe(self._fetcher.aclose(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+        if self._producer is not None:
+            self._producer.close()
+
+    # --- BaseSink ----------------------------------------------------------------------------
+
+    def add(
+        self,
+        value: Any,
+        key: Any,
+        timestamp: int,
+        headers: Any,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        if self._loop is None:
+            self.setup()
+        assert self._loop is not None
+        self._slots.acquire()  # blocks the poll loop while every slot is busy: backpressure
+        fut = asyncio.run_coroutine_threadsafe(self._attempt(value), self._loop)
+        with self._lock:
+            self._pending.add(fut)
+            self.in_flight += 1
+        fut.add_done_callback(self._done)
+
+    def _done(self, fut: Future[None]) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self._slots.release()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, set()
+        failures = 0
+        for fut in pending:
+            try:
+                fut.result()
+            except Exception as exc:  # noqa: BLE001 - counted and re-raised below
+                failures += 1
+                log.error("scrape attempt could not record its result: %r", exc)
+        if failures:
+            # abort the checkpoint: offsets stay uncommitted, the attempts are replayed
+            raise ScrapeledgerError(f"{failures} attempt(s) could not be recorded in Kafka")
+
+    # --- one attempt -------------------------------------------------------------------------
+
+    async def _attempt(self, trigger: L.FetchSpec) -> None:
+        assert self._fetcher is not None and self._producer is not None
+        if isinstance(trigger, L.RetryScheduled):
+            wait = trigger.not_before - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        result = await self._fetcher.fetch(
+            FetchRequest(
+                url=trigger.url,
+                headers=dict(trigger.headers),
+                timeout_s=trigger.timeout_s,
+                proxy=trigger.proxy,
+            )
+        )
+        settings = self.settings
+        body_ref: tuple[int, int] | None = None
+        body_inline: str | None = None
+        if isinstance(result, FetchOk):
+            text = decode_text(result.body, result.headers)
+            if len(result.body) <= settings.inline_body_bytes:
+                body_inline = text
+            else:
+                msg = await self._producer.produce(
+                    settings.topic(T.BODIES), trigger.job_id, text.encode()
+                )
+                body_ref = (msg.partition(), msg.offset())
+        events = outcome_events(
+            trigger, result, settings=settings, body_ref=body_ref, body_inline=body_inline
+        )
+        ledger_topic = settings.topic(T.LEDGER)
+        sends = [
+            self._producer.produce(ledger_topic, e.job_id, L.encode_event(e)) for e in events
+        ]
+        for e in events:
+            if isinstance(e, L.JobDeadLettered):
+                sends.append(self._producer.produce(settings.topic(T.DLQ), e.job_id, L.encode_event(e)))
+        await asyncio.gather(*sends)
+        last = events[-1]
+        log.info("job %s attempt %d: %s", trigger.job_id, trigger.attempt, _describe(last, result))
+
+
+def _describe(event: L.Event, result: FetchOk | FetchError) -> str:
+    if isinstance(result, FetchOk):
+        return f"{event.TYPE} {result.http_status} {len(result.body)} bytes"
+    return f"{event.TYPE} {result.code}"
+
+
+def build(settings: Settings) -> tuple[Processor, FetchSink]:
+    # Commit less often than the other processors: each checkpoint waits for every fetch it
+    # started, so a longer interval keeps the 64-wide window full between barriers.
+    proc = Processor(settings, "scraper", commit_interval=max(settings.commit_interval_s, 2.0))
+    sink = FetchSink(settings)
+    sdf = proc.app.dataframe(proc.topic(T.LEDGER))
+    sdf = sdf.apply(scrape_trigger).filter(lambda trigger: trigger is not None)
+    sdf.sink(sink)
+    return proc, sink
+
+
+def main(settings: Settings | None = None) -> None:
+    proc, sink = build(settings or Settings())
+    try:
+        proc.run()
+    except KafkaException as exc:
+        raise ScrapeledgerError(f"scraper stopped: {exc}") from exc
+    finally:
+        sink.close()

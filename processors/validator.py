@@ -1,0 +1,88 @@
+"""Validator: ``JobSubmitted`` -> ``JobValidated`` or ``JobRejected``.
+
+Static checks only (scheme, length, host syntax, an IP-literal host in a forbidden range, the
+options' schema), so the validator never blocks on the network. The scraper re-checks every
+address it actually connects to, including each redirect hop, because DNS can change between
+validation and fetch.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from urllib.parse import urlsplit
+
+import ledger as L
+from processors.fetch import Rejection, check_address, validate_url
+from scrapeledger import topics as T
+from scrapeledger.errors import EventError
+from scrapeledger.settings import Settings
+
+from ._app import Out, Processor, out_key
+
+log = logging.getLogger(__name__)
+
+MAX_TIMEOUT_S = 120.0
+MAX_HEADERS = 50
+
+
+def check_request(event: L.FetchSpec, *, allow_private: bool) -> str:
+    """Validate a job's request; return the normalized URL or raise :class:`Rejection`."""
+    url = validate_url(event.url)
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    if address is not None:
+        check_address(address, allow_private=allow_private)
+    if event.timeout_s is not None and not 0 < event.timeout_s <= MAX_TIMEOUT_S:
+        raise Rejection("invalid_options", f"timeout_s must be in (0, {MAX_TIMEOUT_S:g}]")
+    if len(event.headers) > MAX_HEADERS:
+        raise Rejection("invalid_options", f"at most {MAX_HEADERS} headers")
+    for name, value in event.headers.items():
+        if not name or any(c in name for c in " :\r\n") or any(c in value for c in "\r\n"):
+            raise Rejection("invalid_options", f"bad header {name!r}")
+    if event.proxy is not None:
+        proxy = urlsplit(event.proxy)
+        if proxy.scheme not in ("http", "https", "socks5") or not proxy.hostname:
+            raise Rejection("invalid_options", "proxy must be an http(s):// or socks5:// URL")
+    return url
+
+
+def validate_step(raw: bytes, settings: Settings) -> list[Out]:
+    """One ledger record in, the validator's events out. Total: never raises on bad input."""
+    try:
+        event = L.decode_event(raw)
+    except EventError as exc:
+        log.warning("skipping undecodable ledger record: %s", exc)
+        return []
+    if not isinstance(event, L.JobSubmitted):
+        return []
+    common = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated", "at": L.now(),
+              "source": settings.pod_name}
+    try:
+        url = check_request(event, allow_private=settings.scraper_allow_private)
+    except Rejection as rej:
+        log.info("job %s rejected: %s (%s)", event.job_id, rej.code, rej.message)
+        out: L.Event = L.JobRejected(**common, code=rej.code, message=rej.message)
+    else:
+        log.info("job %s validated", event.job_id)
+        out = L.JobValidated(
+            **common, attempt=1, url=url, headers=event.headers, timeout_s=event.timeout_s,
+            proxy=event.proxy,
+        )
+    return [Out(T.LEDGER, event.job_id, L.encode_event(out))]
+
+
+def build(settings: Settings) -> Processor:
+    proc = Processor(settings, "validator")
+    proc.topic(T.LEDGER)
+    sdf = proc.app.dataframe(proc.topic(T.LEDGER))
+    sdf = sdf.apply(lambda raw: validate_step(raw, settings), expand=True)
+    sdf.to_topic(proc.route, key=out_key)
+    return proc
+
+
+def main(settings: Settings | None = None) -> None:
+    build(settings or Settings()).run()

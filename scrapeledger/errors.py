@@ -1,0 +1,60 @@
+"""The one exception hierarchy of Scrapeledger.
+
+Every error the project raises on purpose derives from :class:`ScrapeledgerError`, so a caller
+(the CLI, a processor's error callback, a test) can tell "ours, with a clear message" from a bug.
+"""
+
+from __future__ import annotations
+
+
+class ScrapeledgerError(Exception):
+    """Root of every error Scrapeledger raises on purpose."""
+
+
+class ConfigError(ScrapeledgerError):
+    """A setting is missing or out of range."""
+
+
+class BrokerError(ScrapeledgerError):
+    """The Kafka broker cannot be reached, started or used."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """No broker answered within the allowed time."""
+
+
+class LocalBrokerError(BrokerError):
+    """The local Apache Kafka runtime (Java, Maven, the jars) cannot be set up or started."""
+
+
+class EventError(ScrapeledgerError):
+    """An event cannot be decoded or applied."""
+
+
+class MalformedEventError(EventError):
+    """Bytes that are not a well-formed ledger event (bad JSON, missing or mistyped fields)."""
+
+
+class UnknownEventTypeError(EventError):
+    """An event whose ``type`` this code does not know."""
+
+
+class UnsupportedVersionError(EventError):
+    """An event whose schema version ``v`` this code cannot read."""
+
+
+class InvalidTransitionError(EventError):
+    """An event that does not belong to the job it is applied to."""
+
+
+class ProtocolError(ScrapeledgerError):
+    """A WebSocket frame that breaks the wire protocol; the code goes back to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class UnknownJobError(ScrapeledgerError):
+    """A job id the ledger never saw."""

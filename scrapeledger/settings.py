@@ -1,0 +1,90 @@
+"""One typed settings object, read from the environment.
+
+The environment variable names are a contract (ARCHITECTURE.md, "Contracts"), so each field names
+its variable explicitly instead of deriving it from a prefix.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every knob of every component. Build with ``Settings()``; override in tests by keyword."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    # --- Kafka -------------------------------------------------------------------------------
+    bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
+    topic_prefix: str = Field("", validation_alias=_env("SCRAPELEDGER_TOPIC_PREFIX"))
+    partitions: int = Field(6, ge=1, validation_alias=_env("SCRAPELEDGER_PARTITIONS"))
+    delivery_partitions: int = Field(
+        16, ge=1, validation_alias=_env("SCRAPELEDGER_DELIVERY_PARTITIONS"),
+        description="Partitions of the deliveries topic; each edge pod reads the one its id hashes to.",
+    )
+    replication_factor: int = Field(1, ge=1, validation_alias=_env("SCRAPELEDGER_REPLICATION_FACTOR"))
+    broker_wait_s: float = Field(
+        300.0, gt=0, validation_alias=_env("SCRAPELEDGER_BROKER_WAIT_S"),
+        description="How long a process waits for the broker at start-up before giving up.",
+    )
+    state_dir: str = Field("state", validation_alias=_env("SCRAPELEDGER_STATE_DIR"))
+    commit_interval_s: float = Field(0.5, ge=0, validation_alias=_env("SCRAPELEDGER_COMMIT_INTERVAL_S"))
+
+    # --- identity ------------------------------------------------------------------------------
+    pod_name: str = Field(default_factory=socket.gethostname, validation_alias=_env("POD_NAME"))
+
+    # --- edge ----------------------------------------------------------------------------------
+    edge_port: int = Field(3001, ge=0, le=65535, validation_alias=_env("EDGE_PORT"))
+    edge_max_frame_bytes: int = Field(
+        64 * 1024, ge=1024, validation_alias=_env("EDGE_MAX_FRAME_BYTES")
+    )
+    edge_drain_s: float = Field(10.0, ge=0, validation_alias=_env("EDGE_DRAIN_S"))
+
+    # --- scraper -------------------------------------------------------------------------------
+    scraper_allow_private: bool = Field(False, validation_alias=_env("SCRAPER_ALLOW_PRIVATE"))
+    scraper_max_attempts: int = Field(3, ge=1, validation_alias=_env("SCRAPER_MAX_ATTEMPTS"))
+    scraper_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("SCRAPER_PROXIES")
+    )
+    scraper_concurrency: int = Field(64, ge=1, validation_alias=_env("SCRAPER_CONCURRENCY"))
+    scraper_per_host: int = Field(16, ge=1, validation_alias=_env("SCRAPER_PER_HOST"))
+    scraper_timeout_s: float = Field(20.0, gt=0, validation_alias=_env("SCRAPER_TIMEOUT_S"))
+    scraper_max_redirects: int = Field(10, ge=0, validation_alias=_env("SCRAPER_MAX_REDIRECTS"))
+    scraper_max_body_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, validation_alias=_env("SCRAPER_MAX_BODY_BYTES")
+    )
+    scraper_backoff_base_s: float = Field(0.5, ge=0, validation_alias=_env("SCRAPER_BACKOFF_BASE_S"))
+    scraper_backoff_max_s: float = Field(30.0, ge=0, validation_alias=_env("SCRAPER_BACKOFF_MAX_S"))
+
+    # --- results -------------------------------------------------------------------------------
+    replay_window_s: float = Field(
+        7 * 24 * 3600.0, gt=0, validation_alias=_env("SCRAPELEDGER_REPLAY_WINDOW_S"),
+        description="How long finished jobs stay resumable; also the bodies topic's retention.",
+    )
+    inline_body_bytes: int = Field(
+        0, ge=0, validation_alias=_env("SCRAPELEDGER_INLINE_BODY_BYTES"),
+        description="Bodies up to this size ride inline in events instead of by reference.",
+    )
+
+    @field_validator("scraper_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    def topic(self, name: str) -> str:
+        """The full topic name for a logical topic name."""
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, name: str) -> str:
+        """The full consumer group id: groups share the topic prefix so deployments never mix."""
+        return f"{self.topic_prefix}{name}"

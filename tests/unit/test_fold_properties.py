@@ -1,0 +1,94 @@
+"""Properties of the fold that the materializer and ``replay rebuild`` rely on."""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ledger as L
+from scrapeledger.errors import InvalidTransitionError
+
+from .strategies import JOB_IDS, events_of, history
+
+
+def fold_seq(events: list[L.Event], start: L.JobState | None = None) -> L.JobState | None:
+    return reduce(L.fold, events, start)
+
+
+@given(history())
+def test_fold_is_deterministic_across_the_wire(events: list[L.Event]) -> None:
+    decoded = [L.decode_event(L.encode_event(e)) for e in events]
+    assert fold_seq(decoded) == fold_seq(events)
+
+
+@given(history(), st.data())
+def test_applying_an_event_twice_equals_applying_it_once(events: list[L.Event], data: st.DataObject) -> None:
+    if not events:
+        return
+    i = data.draw(st.integers(0, len(events) - 1), label="duplicated")
+    j = data.draw(st.integers(i + 1, len(events)), label="inserted at")
+    with_dup = [*events[:j], events[i], *events[j:]]
+    assert fold_seq(with_dup) == fold_seq(events)
+
+
+@given(history())
+def test_replaying_the_history_onto_its_own_state_changes_nothing(events: list[L.Event]) -> None:
+    state = fold_seq(events)
+    assert fold_seq(events, state) == state
+
+
+@given(history(), st.data())
+def test_state_from_a_snapshot_plus_the_rest_equals_the_full_fold(
+    events: list[L.Event], data: st.DataObject
+) -> None:
+    cut = data.draw(st.integers(0, len(events)), label="snapshot after")
+    snapshot = fold_seq(events[:cut])
+    if snapshot is not None:
+        # the snapshot travels through the compacted topic's wire format
+        snapshot = L.JobState.from_json(snapshot.to_json())
+    assert fold_seq(events[cut:], snapshot) == fold_seq(events)
+
+
+@given(st.lists(st.sampled_from(JOB_IDS), max_size=60), st.data())
+def test_interleaving_jobs_does_not_change_any_jobs_state(order: list[str], data: st.DataObject) -> None:
+    per_job = {j: data.draw(history(j), label=j) for j in JOB_IDS}
+    cursors = dict.fromkeys(JOB_IDS, 0)
+    interleaved: list[L.Event] = []
+    for job in order:  # an arbitrary interleaving that keeps each job's own order
+        if cursors[job] < len(per_job[job]):
+            interleaved.append(per_job[job][cursors[job]])
+            cursors[job] += 1
+    for job in JOB_IDS:
+        interleaved.extend(per_job[job][cursors[job]:])
+    together = L.fold_all(interleaved)
+    for job in JOB_IDS:
+        assert together.get(job) == fold_seq(per_job[job])
+
+
+@given(history())
+def test_terminal_status_is_sticky_except_for_redrive_and_expiry(events: list[L.Event]) -> None:
+    state: L.JobState | None = None
+    for event in events:
+        after = L.fold(state, event)
+        if state is not None and state.terminal and after.status != state.status:
+            assert isinstance(event, L.JobRedriven | L.JobExpired)
+        state = after
+
+
+@given(history())
+def test_every_event_id_applies_at_most_once(events: list[L.Event]) -> None:
+    state = fold_seq(events)
+    if state is not None:
+        assert len(state.seen) == len(set(state.seen)) == state.events
+
+
+@given(events_of())
+def test_an_event_of_another_job_is_refused(event: L.Event) -> None:
+    other = L.JobState(job_id="someone-else-entirely-xx")
+    try:
+        L.fold(other, event)
+    except InvalidTransitionError:
+        return
+    raise AssertionError("fold accepted another job's event")

@@ -1,0 +1,70 @@
+"""The materializer's step function over a dict-backed state store (no broker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+import ledger as L
+from processors.materializer import materialize_step
+from scrapeledger import topics as T
+
+JOB = "bWF0ZXJpYWxpemVyam9iaWQ"
+
+
+class DictState:
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = orjson.loads(orjson.dumps(value))  # as the store's serializer would
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+def enc(event: L.Event) -> bytes:
+    return L.encode_event(event)
+
+
+SUBMIT = L.JobSubmitted(job_id=JOB, event_id="s", at=1.0, source="edge-a", url="http://x/")
+OK = L.ScrapeSucceeded(job_id=JOB, event_id=L.outcome_id(JOB, 1), at=2.0, source="s", attempt=1,
+                       url="http://x/", final_url="http://x/", http_status=200, headers={},
+                       elapsed_ms=1.0, body_bytes=1, body_partition=0, body_offset=0)
+ATTACH = L.ClientAttached(job_id=JOB, event_id="att", at=3.0, source="edge-b", pod="edge-b")
+
+
+def test_state_and_deliveries_are_routed_by_pod() -> None:
+    state = DictState()
+    outs = materialize_step(enc(SUBMIT), JOB, state, "m")
+    assert [o.topic for o in outs] == [T.JOB_STATE]
+    outs = materialize_step(enc(OK), JOB, state, "m")
+    assert [(o.topic, o.key) for o in outs] == [(T.JOB_STATE, JOB), (T.DELIVERIES, "edge-a")]
+    delivered = L.JobState.from_json(outs[1].value or b"")
+    assert delivered.status == "succeeded"
+    # a late attach on another pod gets its own delivery of the finished job
+    outs = materialize_step(enc(ATTACH), JOB, state, "m")
+    assert [(o.topic, o.key) for o in outs] == [(T.JOB_STATE, JOB), (T.DELIVERIES, "edge-b")]
+
+
+def test_a_redelivered_event_produces_nothing() -> None:
+    state = DictState()
+    materialize_step(enc(SUBMIT), JOB, state, "m")
+    materialize_step(enc(OK), JOB, state, "m")
+    assert materialize_step(enc(OK), JOB, state, "m") == []
+
+
+def test_poison_records_go_to_the_dlq_with_their_bytes() -> None:
+    state = DictState()
+    outs = materialize_step(b"\x00not json", "k", state, "m")
+    assert [o.topic for o in outs] == [T.DLQ]
+    record = orjson.loads(outs[0].value or b"")
+    assert record["kind"] == "poison" and "not json" in record["raw"]
+    assert state.data == {}
+    # a valid event under the wrong key would corrupt another job's state: also poison
+    outs = materialize_step(enc(SUBMIT), "another-key", state, "m")
+    assert [o.topic for o in outs] == [T.DLQ]

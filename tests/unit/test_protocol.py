@@ -1,0 +1,67 @@
+"""Parsing client frames: every bad frame is a typed error with a code for the client."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+import ledger as L
+from scrapeledger.errors import ProtocolError
+from ws_edge import JobRequest, ResumeRequest, parse_frame, result_frame
+
+
+def parse(frame: object) -> JobRequest | ResumeRequest:
+    return parse_frame(orjson.dumps(frame), max_bytes=65536)
+
+
+def test_the_old_clients_frame() -> None:
+    assert parse({"event": "job", "message": "https://example.org/"}) == JobRequest(
+        url="https://example.org/"
+    )
+
+
+def test_the_object_form_with_ref() -> None:
+    req = parse({"event": "job", "ref": 7, "message": {
+        "url": "https://a.example/", "headers": {"x": "y"}, "timeout_s": 3, "proxy": "http://p:1"}})
+    assert req == JobRequest(url="https://a.example/", headers={"x": "y"}, timeout_s=3.0,
+                             proxy="http://p:1", ref=7)
+
+
+def test_resume() -> None:
+    job = L.new_job_id()
+    assert parse({"event": "resume", "job_id": job}) == ResumeRequest(job_id=job)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"not json", "bad_json"),
+        (b"[1,2]", "bad_frame"),
+        (b'{"event":"dance"}', "unknown_event"),
+        (b'{"event":"job"}', "bad_frame"),
+        (b'{"event":"job","message":""}', "bad_frame"),
+        (b'{"event":"job","message":{"url":"http://x","headers":{"a":1}}}', "bad_frame"),
+        (b'{"event":"job","message":{"url":"http://x","timeout_s":"3"}}', "bad_frame"),
+        (b'{"event":"job","message":{"url":"http://x","extra":1}}', "bad_frame"),
+        (b'{"event":"job","message":"http://x","ref":{"a":1}}', "bad_frame"),
+        (b'{"event":"resume","job_id":"../etc"}', "invalid_job_id"),
+        (b'{"event":"job","message":"http://x/' + b"a" * 70000 + b'"}', "frame_too_large"),
+    ],
+)
+def test_bad_frames(raw: bytes, code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_frame(raw, max_bytes=65536)
+    assert info.value.code == code
+
+
+def test_result_frames() -> None:
+    ok = L.JobState(job_id="j" * 22, status="succeeded", url="http://x/", attempts=1,
+                    result=L.JobResult(final_url="http://x/y", http_status=200, headers={"a": "b"},
+                                       elapsed_ms=3.0, body_bytes=4, truncated=False,
+                                       body_partition=0, body_offset=1, body=None))
+    frame = orjson.loads(result_frame(ok, "<p>", ref="r"))
+    assert frame == {"event": "result", "job_id": "j" * 22, "status": "succeeded", "url": "http://x/",
+                     "attempts": 1, "ref": "r", "final_url": "http://x/y", "http_status": 200,
+                     "headers": {"a": "b"}, "html": "<p>", "elapsed_ms": 3.0, "truncated": False}
+    bad = L.JobState(job_id="j" * 22, status="rejected", error=L.JobError(code="c", message="m"))
+    assert orjson.loads(result_frame(bad, None))["error"] == {"code": "c", "message": "m"}

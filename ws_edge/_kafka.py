@@ -1,0 +1,242 @@
+"""The edge's Kafka side: durable submits, this pod's deliveries, and bodies by reference.
+
+* Submits go through an idempotent producer with ``acks=all``; the caller awaits the broker's
+  acknowledgement before it tells the client ``accepted``.
+* Deliveries: the materializer keys delivery notices by pod id, so Kafka's default partitioner
+  puts all of this pod's notices in one partition. The edge computes that partition
+  (:func:`partition_for`) and reads only it, from the end offset it saw at start-up, filtering
+  the rare notice of another pod whose id hashes to the same partition.
+* Bodies: a succeeded job's notice carries (partition, offset) in the bodies topic; a batch of
+  notices is resolved with one sequential read per partition run instead of a seek per body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+import ledger as L
+from processors._app import producer_config
+from scrapeledger import topics as T
+from scrapeledger.errors import BrokerError, MalformedEventError
+from scrapeledger.partitioner import partition_for
+from scrapeledger.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Delivery = tuple[L.JobState, str | None]
+"""A terminal (or unknown) job state and its page body, if it has one."""
+
+_RUN_GAP = 500
+"""Body offsets closer than this are read in one sequential pass rather than separate seeks."""
+
+
+class EdgeKafka:
+    """Producer and delivery reader for one edge pod. Threads are internal; the API is asyncio."""
+
+    def __init__(self, settings: Settings, on_deliveries: Callable[[list[Delivery]], None]) -> None:
+        self.settings = settings
+        self._on_deliveries = on_deliveries
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producer = Producer(
+            {"bootstrap.servers": settings.bootstrap_servers, **producer_config(settings)}
+        )
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.partition = partition_for(settings.pod_name, settings.delivery_partitions)
+        self.foreign_notices = 0
+        """Notices read from this pod's partition that belonged to another pod."""
+        self.notices = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and not self._stop.is_set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for target, name in ((self._poll_producer, "edge-producer"), (self._read, "edge-deliveries")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    async def wait_ready(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, self._ready.wait, timeout):
+            raise BrokerError("the deliveries reader did not start in time")
+
+    def close(self, timeout: float = 10.0) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            log.warning("%d ledger events were not acknowledged at shutdown", remaining)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    # --- producing -------------------------------------------------------------------------
+
+    async def append(self, event: L.Event) -> None:
+        """Write one event to the ledger; return once the broker acknowledged it (acks=all)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def on_delivery(err: Any, msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, done, err)
+
+        while True:
+            try:
+                self._producer.produce(
+                    self.settings.topic(T.LEDGER),
+                    key=event.job_id,
+                    value=L.encode_event(event),
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:
+                await asyncio.sleep(0.005)
+        await done
+
+    def append_nowait(self, event: L.Event) -> None:
+        """Fire-and-forget ledger write, for records whose loss only costs a duplicate later."""
+        try:
+            self._producer.produce(
+                self.settings.topic(T.LEDGER), key=event.job_id, value=L.encode_event(event)
+            )
+        except BufferError:
+            log.warning("producer queue full; dropped %s for job %s", event.TYPE, event.job_id)
+
+    def _poll_producer(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    # --- deliveries ------------------------------------------------------------------------
+
+    def _consumer(self, suffix: str) -> Consumer:
+        return Consumer(
+            {
+                "bootstrap.servers": self.settings.bootstrap_servers,
+                "group.id": self.settings.group(f"edge-{self.settings.pod_name}-{suffix}"),
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "fetch.wait.max.ms": 20,
+                "fetch.max.bytes": 64 * T.MiB,
+                "max.partition.fetch.bytes": self.settings.scraper_max_body_bytes + 2 * T.MiB,
+                "log_level": 3,
+            }
+        )
+
+    def _read(self) -> None:
+        settings = self.settings
+        topic = settings.topic(T.DELIVERIES)
+        deliveries = self._consumer("deliveries")
+        bodies = self._consumer("bodies")
+        try:
+            _, high = deliveries.get_watermark_offsets(
+                TopicPartition(topic, self.partition), timeout=30
+            )
+            deliveries.assign([TopicPartition(topic, self.partition, high)])
+            self._ready.set()
+            log.info("reading deliveries for pod %s from %s[%d]@%d",
+                     settings.pod_name, topic, self.partition, high)
+            while not self._stop.is_set():
+                batch = deliveries.consume(num_messages=1000, timeout=0.1)
+                states = [s for s in map(self._notice, batch) if s is not None]
+                if states:
+                    self._dispatch(self._with_bodies(bodies, states))
+        except Exception:
+            log.exception("deliveries reader failed")
+            self._ready.clear()
+            raise
+        finally:
+            deliveries.close()
+            bodies.close()
+
+    def _notice(self, msg: Message) -> L.JobState | None:
+        if msg.error() is not None:
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("deliveries: %s", msg.error())
+            return None
+        key = msg.key()
+        if key is None or key.decode() != self.settings.pod_name:
+            self.foreign_notices += 1
+            return None
+        self.notices += 1
+        try:
+            return L.JobState.from_json(msg.value())
+        except MalformedEventError as exc:
+            log.warning("bad delivery notice skipped: %s", exc)
+            return None
+
+    def _dispatch(self, deliveries: list[Delivery]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._on_deliveries, deliveries)
+
+    def _with_bodies(self, bodies: Consumer, states: list[L.JobState]) -> list[Delivery]:
+        wanted: dict[int, set[int]] = {}
+        for s in states:
+            r = s.result
+            if r is not None and r.body is None and r.body_partition is not None:
+                assert r.body_offset is not None
+                wanted.setdefault(r.body_partition, set()).add(r.body_offset)
+        found = read_bodies(bodies, self.settings.topic(T.BODIES), wanted, self._stop)
+        out: list[Delivery] = []
+        for s in states:
+            r = s.result
+            if r is None:
+                out.append((s, None))
+            elif r.body is not None:
+                out.append((s, r.body))
+            else:
+                body = found.get((r.body_partition or 0, r.body_offset or 0))
+                out.append((s, None if body is None else body.decode("utf-8", "replace")))
+        return out
+
+
+def read_bodies(
+    consumer: Consumer, topic: str, wanted: dict[int, set[int]], stop: threading.Event
+) -> dict[tuple[int, int], bytes]:
+    """Fetch the records at the given offsets, one sequential read per run of nearby offsets."""
+    found: dict[tuple[int, int], bytes] = {}
+    for partition, offsets in wanted.items():
+        ordered = sorted(offsets)
+        runs: list[list[int]] = [[ordered[0]]]
+        for off in ordered[1:]:
+            if off - runs[-1][-1] <= _RUN_GAP:
+                runs[-1].append(off)
+            else:
+                runs.append([off])
+        for run in runs:
+            need = set(run)
+            consumer.assign([TopicPartition(topic, partition, run[0])])
+            idle = 0
+            while need and not stop.is_set() and idle < 50:
+                msgs = consumer.consume(num_messages=500, timeout=0.1)
+                if not msgs:
+                    idle += 1
+                for msg in msgs:
+                    if msg.error() is not None:
+                        continue
+                    off = msg.offset()
+                    if off in need:
+                        need.discard(off)
+                        found[(partition, off)] = msg.value() or b""
+                    if off >= run[-1]:
+                        need.clear()
+            if need:
+                log.warning("%d bodies not found in %s[%d] (expired?)", len(need), topic, partition)
+    return found
+
+
+def _settle(fut: asyncio.Future[None], err: Any) -> None:
+    if fut.done():
+        return
+    if err is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(BrokerError(f"ledger write failed: {err}"))

@@ -1,0 +1,147 @@
+"""The WebSocket wire protocol: parsing client frames and building edge frames.
+
+Contract (ARCHITECTURE.md): client -> edge ``{"event":"job","message":"<url>"}`` (the original
+clients' form) or ``"message": {"url":..., "headers":{...}, "timeout_s":..., "proxy":...}`` with
+an optional ``"ref"`` echoed back, and ``{"event":"resume","job_id":"<id>"}``. Every problem with a
+frame becomes a :class:`ProtocolError` whose code and message go back to the client in an
+``error`` frame; the connection stays open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+import ledger as L
+from scrapeledger.errors import ProtocolError
+
+MAX_URL_CHARS = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
+    proxy: str | None = None
+    ref: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequest:
+    job_id: str
+    ref: Any = None
+
+
+def parse_frame(raw: str | bytes, *, max_bytes: int) -> JobRequest | ResumeRequest:
+    """Parse one client frame or raise :class:`ProtocolError`."""
+    if len(raw) > max_bytes:
+        raise ProtocolError("frame_too_large", f"frames are limited to {max_bytes} bytes")
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("bad_json", "a frame is one JSON object") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("bad_frame", "a frame is one JSON object")
+    ref = frame.get("ref")
+    if ref is not None and not isinstance(ref, str | int | float):
+        raise ProtocolError("bad_frame", "'ref' must be a string or a number")
+    event = frame.get("event")
+    if event == "job":
+        return _job(frame.get("message"), ref)
+    if event == "resume":
+        job_id = frame.get("job_id")
+        if not L.is_valid_job_id(job_id):
+            raise ProtocolError("invalid_job_id", "'job_id' is not a job id")
+        assert isinstance(job_id, str)
+        return ResumeRequest(job_id=job_id, ref=ref)
+    raise ProtocolError("unknown_event", "'event' must be 'job' or 'resume'")
+
+
+def _job(message: Any, ref: Any) -> JobRequest:
+    if isinstance(message, str):
+        return JobRequest(url=_url(message), ref=ref)
+    if not isinstance(message, dict):
+        raise ProtocolError("bad_frame", "'message' must be a URL or an object with a 'url'")
+    unknown = set(message) - {"url", "headers", "timeout_s", "proxy"}
+    if unknown:
+        raise ProtocolError("bad_frame", f"unknown 'message' fields: {', '.join(sorted(unknown))}")
+    headers = message.get("headers") or {}
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ProtocolError("bad_frame", "'headers' must map strings to strings")
+    timeout_s = message.get("timeout_s")
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
+    ):
+        raise ProtocolError("bad_frame", "'timeout_s' must be a number")
+    proxy = message.get("proxy")
+    if proxy is not None and not isinstance(proxy, str):
+        raise ProtocolError("bad_frame", "'proxy' must be a URL string")
+    return JobRequest(
+        url=_url(message.get("url")),
+        headers=headers,
+        timeout_s=float(timeout_s) if timeout_s is not None else None,
+        proxy=proxy,
+        ref=ref,
+    )
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ProtocolError("bad_frame", "'url' must be a non-empty string")
+    if len(value) > MAX_URL_CHARS:
+        raise ProtocolError("bad_frame", f"'url' is longer than {MAX_URL_CHARS} characters")
+    return value.strip()
+
+
+# --- edge -> client ----------------------------------------------------------------------------
+
+
+def accepted_frame(job_id: str, ref: Any) -> bytes:
+    return orjson.dumps({"event": "accepted", "job_id": job_id, "ref": ref})
+
+
+def error_frame(code: str, message: str, ref: Any = None) -> bytes:
+    frame: dict[str, Any] = {"event": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return orjson.dumps(frame)
+
+
+def unknown_job_frame(job_id: str, ref: Any = None) -> bytes:
+    return orjson.dumps({"event": "unknown_job", "job_id": job_id, "ref": ref})
+
+
+def result_frame(state: L.JobState, html: str | None, ref: Any = None) -> bytes:
+    """The ``result`` frame for a terminal job state (``html`` already fetched by reference)."""
+    frame: dict[str, Any] = {
+        "event": "result",
+        "job_id": state.job_id,
+        "status": state.status,
+        "url": state.url,
+        "attempts": state.attempts,
+    }
+    if ref is not None:
+        frame["ref"] = ref
+    result = state.result
+    if state.status == "succeeded" and result is not None:
+        frame.update(
+            final_url=result.final_url,
+            http_status=result.http_status,
+            headers=result.headers,
+            html=html if html is not None else "",
+            elapsed_ms=result.elapsed_ms,
+            truncated=result.truncated,
+        )
+    else:
+        error = state.error
+        frame["error"] = (
+            {"code": error.code, "message": error.message}
+            if error is not None
+            else {"code": state.status, "message": f"job {state.status}"}
+        )
+    return orjson.dumps(frame)

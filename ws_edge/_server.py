@@ -1,0 +1,288 @@
+"""The edge: a Tornado WebSocket server that turns frames into ledger events and results into frames.
+
+The edge holds no job state of its own beyond "which open socket waits for which job": a submit
+is durable in the ledger before the client hears ``accepted``, and a result reaches this pod only
+because the materializer routed it here by pod id. A pod that dies loses nothing but sockets;
+clients reconnect to any pod and ``resume``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections import defaultdict
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+import tornado.websocket
+
+import ledger as L
+from scrapeledger.errors import BrokerError, ProtocolError
+from scrapeledger.settings import Settings
+
+from ._kafka import Delivery, EdgeKafka
+from ._protocol import (
+    JobRequest,
+    ResumeRequest,
+    accepted_frame,
+    error_frame,
+    parse_frame,
+    result_frame,
+    unknown_job_frame,
+)
+
+log = logging.getLogger(__name__)
+
+HARD_FRAME_LIMIT = 1024 * 1024
+"""Tornado closes the socket above this; below it, our own limit answers with an error frame."""
+
+
+class Edge:
+    """One edge pod: sockets, the waiting-jobs registry and the Kafka side."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.kafka = EdgeKafka(settings, self._on_deliveries)
+        self.waiting: dict[str, dict[JobSocket, Any]] = defaultdict(dict)
+        self.sockets: set[JobSocket] = set()
+        self.draining = False
+        self.pending_submits = 0
+        self._server: tornado.httpserver.HTTPServer | None = None
+        self.port: int | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def application(self) -> tornado.web.Application:
+        return tornado.web.Application(
+            [
+                (r"/healthz", Healthz),
+                (r"/readyz", Readyz, {"edge": self}),
+                (r"/", JobSocket, {"edge": self}),
+                (r"/ws", JobSocket, {"edge": self}),
+            ],
+            websocket_max_message_size=HARD_FRAME_LIMIT,
+            websocket_ping_interval=20,
+        )
+
+    async def start(self, port: int | None = None) -> int:
+        """Connect to Kafka, then listen; returns the bound port (``port=0`` picks one)."""
+        loop = asyncio.get_running_loop()
+        self.kafka.start(loop)
+        await self.kafka.wait_ready(timeout=self.settings.broker_wait_s)
+        self._server = tornado.httpserver.HTTPServer(self.application())
+        sockets = tornado.netutil.bind_sockets(
+            self.settings.edge_port if port is None else port, address=""
+        )
+        self._server.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        log.info("edge %s listening on port %d", self.settings.pod_name, self.port)
+        return self.port
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self.kafka.ready
+
+    async def drain(self) -> None:
+        """Stop taking connections, let submits finish and results arrive, then close sockets.
+
+        Clients whose job is still running are closed with 1001 ("going away") at the deadline;
+        their jobs are safe in the ledger and they resume on another pod.
+        """
+        self.draining = True
+        if self._server is not None:
+            self._server.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.edge_drain_s
+        while (self.pending_submits or self.waiting) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for sock in list(self.sockets):
+            sock.close(1001, "edge shutting down")
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.close_all_connections(), timeout=5)
+            except TimeoutError:
+                log.warning("some connections did not close in time")
+        await loop.run_in_executor(None, self.kafka.close)
+        log.info("edge %s drained", self.settings.pod_name)
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    async def submit(self, sock: JobSocket, req: JobRequest) -> None:
+        job_id = L.new_job_id()
+        event = L.JobSubmitted(
+            job_id=job_id,
+            event_id=f"{job_id}/submitted",
+            at=L.now(),
+            source=self.settings.pod_name,
+            url=req.url,
+            headers=req.headers,
+            timeout_s=req.timeout_s,
+            proxy=req.proxy,
+        )
+        # register before the write: a fast result must find its socket
+        self.waiting[job_id][sock] = req.ref
+        sock.jobs.add(job_id)
+        self.pending_submits += 1
+        try:
+            await self.kafka.append(event)
+        except BrokerError as exc:
+            self._forget(job_id, sock)
+            log.error("submit of %s failed: %s", req.url, exc)
+            sock.send(error_frame("submit_failed", "the job could not be recorded; retry", req.ref))
+            return
+        finally:
+            self.pending_submits -= 1
+        log.info("job %s submitted: %s", job_id, req.url)
+        sock.send(accepted_frame(job_id, req.ref))
+
+    async def resume(self, sock: JobSocket, req: ResumeRequest) -> None:
+        self.waiting[req.job_id][sock] = req.ref
+        event = L.ClientAttached(
+            job_id=req.job_id,
+            event_id=L.new_event_id(),
+            at=L.now(),
+            source=self.settings.pod_name,
+            pod=self.settings.pod_name,
+        )
+        self.pending_submits += 1
+        try:
+            await self.kafka.append(event)
+        except BrokerError as exc:
+            self._forget(req.job_id, sock)
+            log.error("resume of %s failed: %s", req.job_id, exc)
+            sock.send(error_frame("resume_failed", "the resume could not be recorded; retry", req.ref))
+        finally:
+            self.pending_submits -= 1
+
+    def _on_deliveries(self, deliveries: list[Delivery]) -> None:
+        for state, html in deliveries:
+            socks = self.waiting.pop(state.job_id, None)
+            if not socks:
+                continue  # the client left; it will resume, possibly elsewhere
+            for sock, ref in socks.items():
+                sock.jobs.discard(state.job_id)
+                if state.status == "unknown":
+                    sock.send(unknown_job_frame(state.job_id, ref))
+                    continue
+                sock.send(result_frame(state, html, ref))
+            if state.status != "unknown":
+                self.kafka.append_nowait(
+                    L.ResultDelivered(
+                        job_id=state.job_id,
+                        event_id=L.new_event_id(),
+                        at=L.now(),
+                        source=self.settings.pod_name,
+                        pod=self.settings.pod_name,
+                    )
+                )
+
+    def _forget(self, job_id: str, sock: JobSocket) -> None:
+        socks = self.waiting.get(job_id)
+        sock.jobs.discard(job_id)
+        if socks is not None:
+            socks.pop(sock, None)
+            if not socks:
+                del self.waiting[job_id]
+
+    def disconnected(self, sock: JobSocket, job_ids: set[str]) -> None:
+        self.sockets.discard(sock)
+        for job_id in list(job_ids):
+            self._forget(job_id, sock)
+
+
+class JobSocket(tornado.websocket.WebSocketHandler):
+    """One client connection; any number of jobs at once."""
+
+    def initialize(self, edge: Edge) -> None:
+        self.edge = edge
+        self.jobs: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # browsers from any origin are clients of a public scrape API
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        if self.edge.draining:
+            self.close(1001, "edge shutting down")
+            return
+        self.edge.sockets.add(self)
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            req = parse_frame(message, max_bytes=self.edge.settings.edge_max_frame_bytes)
+        except ProtocolError as exc:
+            self.send(error_frame(exc.code, exc.message))
+            return
+        if self.edge.draining:
+            self.send(error_frame("draining", "this edge is shutting down; reconnect", req.ref))
+            return
+        if isinstance(req, JobRequest):
+            task = asyncio.ensure_future(self.edge.submit(self, req))
+        else:
+            self.jobs.add(req.job_id)
+            task = asyncio.ensure_future(self.edge.resume(self, req))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("frame handling failed", exc_info=task.exception())
+
+    def send(self, frame: bytes) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        # text frames: the protocol is JSON text
+        self.write_message(frame.decode()).add_done_callback(_ignore_closed)
+
+    def on_close(self) -> None:
+        self.edge.disconnected(self, self.jobs)
+
+
+def _ignore_closed(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        exc = fut.exception()
+        if exc is not None and not isinstance(exc, tornado.websocket.WebSocketClosedError):
+            log.warning("write failed: %r", exc)
+
+
+class Healthz(tornado.web.RequestHandler):
+    """Liveness: the event loop answers. Never depends on Kafka (no restart storms)."""
+
+    def get(self) -> None:
+        self.write("ok\n")
+
+
+class Readyz(tornado.web.RequestHandler):
+    """Readiness: reading this pod's deliveries and not draining."""
+
+    def initialize(self, edge: Edge) -> None:
+        self.edge = edge
+
+    def get(self) -> None:
+        if self.edge.ready:
+            self.write("ready\n")
+        else:
+            self.set_status(503)
+            self.write("draining\n" if self.edge.draining else "not ready\n")
+
+
+async def serve(settings: Settings, port: int | None = None) -> None:
+    """Run an edge until SIGTERM/SIGINT, then drain. The ``scrapeledger edge`` entry point."""
+    from scrapeledger.topics import ensure_topics, wait_for_broker
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    admin = await loop.run_in_executor(None, lambda: wait_for_broker(settings))
+    await loop.run_in_executor(None, lambda: ensure_topics(settings, admin=admin))
+    edge = Edge(settings)
+    bound = await edge.start(port)
+    print(f"edge {settings.pod_name} ready on port {bound}", flush=True)
+    await stop.wait()
+    log.info("edge %s: SIGTERM, draining", settings.pod_name)
+    await edge.drain()
