@@ -158,7 +158,7 @@ def _finish(event: Event, status: Status, **more: Any) -> dict[str, Any]:
     return {"status": status, "finished_at": event.at, **more}
 
 
-def _transition(state: JobState, event: Event) -> dict[str, Any]:  # noqa: PLR0911, PLR0912
+def _transition(state: JobState, event: Event) -> dict[str, Any]:
     match event:
         case ClientAttached(pod=pod):
             return {"pods": _add(state.pods, pod)}

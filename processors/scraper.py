@@ -29,7 +29,7 @@ from confluent_kafka import KafkaException, Message, Producer
 from quixstreams.sinks import BaseSink
 
 import ledger as L
-from processors.fetch import FetchError, Fetcher, FetchOk, FetchRequest, backoff_delay
+from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff_delay
 from scrapeledger import topics as T
 from scrapeledger.errors import EventError, ScrapeledgerError
 from scrapeledger.settings import Settings
@@ -191,7 +191,7 @@ def _set_exc(fut: asyncio.Future[Message], exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
-class FetchSink(BaseSink):  # type: ignore[misc]
+class FetchSink(BaseSink):
     """Runs many fetch attempts at once; commits wait until their results are in Kafka."""
 
     def __init__(self, settings: Settings) -> None:
@@ -263,7 +263,7 @@ class FetchSink(BaseSink):  # type: ignore[misc]
         for fut in pending:
             try:
                 fut.result()
-            except Exception as exc:  # noqa: BLE001 - counted and re-raised below
+            except Exception as exc:
                 failures += 1
                 log.error("scrape attempt could not record its result: %r", exc)
         if failures:

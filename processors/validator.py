@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from typing import Any
 from urllib.parse import urlsplit
 
 import ledger as L
@@ -28,7 +29,7 @@ MAX_HEADERS = 50
 
 def check_request(event: L.FetchSpec, *, allow_private: bool) -> str:
     """Validate a job's request; return the normalized URL or raise :class:`Rejection`."""
-    url = validate_url(event.url)
+    url: str = validate_url(event.url)
     host = urlsplit(url).hostname or ""
     try:
         address = ipaddress.ip_address(host.strip("[]"))
@@ -59,7 +60,7 @@ def validate_step(raw: bytes, settings: Settings) -> list[Out]:
         return []
     if not isinstance(event, L.JobSubmitted):
         return []
-    common = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated", "at": L.now(),
+    common: dict[str, Any] = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated", "at": L.now(),
               "source": settings.pod_name}
     try:
         url = check_request(event, allow_private=settings.scraper_allow_private)

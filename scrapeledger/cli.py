@@ -10,12 +10,15 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 
 from .errors import ScrapeledgerError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 app = typer.Typer(
     add_completion=False,
@@ -34,10 +37,10 @@ def _logging(level: str = "INFO") -> None:
     logging.getLogger("quixstreams").setLevel(logging.WARNING)
 
 
-def _settings(**overrides: object):  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from .settings import Settings
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    return Settings()
 
 
 @app.command()
@@ -53,7 +56,9 @@ def broker(
 
 
 @app.command()
-def edge(port: Annotated[int | None, typer.Option(help="WebSocket port (default EDGE_PORT).")] = None) -> None:
+def edge(
+    port: Annotated[int | None, typer.Option(help="WebSocket port (default EDGE_PORT).")] = None,
+) -> None:
     """Run one WebSocket edge pod."""
     from ws_edge import serve
 

@@ -9,6 +9,7 @@ costs latency, never a result. A job whose ``accepted`` never arrived is submitt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -75,10 +76,8 @@ class Client:
             self._conn.close()
         if self._reader is not None:
             self._reader.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
-                pass
 
     # --- public API ---------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
 import pytest
 from hypothesis import given
@@ -26,10 +28,8 @@ def test_every_event_round_trips(event: L.Event) -> None:
 
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_crash_the_decoder(raw: bytes) -> None:
-    try:
+    with contextlib.suppress(EventError):
         L.decode_event(raw)
-    except EventError:
-        pass
 
 
 @given(events_of(), st.data())

@@ -1,0 +1,21 @@
+"""Replay: read a job's history, rebuild state from the ledger, re-drive failed jobs, tail.
+
+Each command is a library call returning a result; ``replay.cli`` is a thin shell over them.
+"""
+
+from ._history import current_state, history
+from ._reader import read_to_end
+from ._rebuild import RebuildResult, fold_ledger, rebuild
+from ._redrive import redrive, redrive_events, select
+
+__all__ = [
+    "RebuildResult",
+    "current_state",
+    "fold_ledger",
+    "history",
+    "read_to_end",
+    "rebuild",
+    "redrive",
+    "redrive_events",
+    "select",
+]

@@ -1,0 +1,94 @@
+"""Recompute ``job-state`` from the ledger with the same fold the materializer runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import Producer
+
+import ledger as L
+from scrapeledger import topics as T
+from scrapeledger.errors import BrokerError, EventError
+from scrapeledger.settings import Settings
+
+from ._reader import read_to_end
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    events: int
+    jobs: int
+    poison: int
+    written: int
+    unchanged: int
+    seconds: float
+    states: dict[str, L.JobState]
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+def fold_ledger(
+    settings: Settings,
+    *,
+    on_total: Callable[[int], None] | None = None,
+    on_event: Callable[[], None] | None = None,
+) -> tuple[dict[str, L.JobState], int, int]:
+    """Fold the whole ledger (up to now): ``(states, events, poison records)``."""
+    states: dict[str, L.JobState] = {}
+    events = poison = 0
+    for msg in read_to_end(settings, settings.topic(T.LEDGER), on_total=on_total):
+        if on_event is not None:
+            on_event()
+        try:
+            event = L.decode_event(msg.value())
+        except EventError:
+            poison += 1
+            continue
+        events += 1
+        states[event.job_id] = L.fold(states.get(event.job_id), event)
+    return states, events, poison
+
+
+def rebuild(
+    settings: Settings,
+    *,
+    write: bool = True,
+    on_total: Callable[[int], None] | None = None,
+    on_event: Callable[[], None] | None = None,
+) -> RebuildResult:
+    """Fold the ledger and write every state that differs from the compacted topic's.
+
+    Safe while the service runs: a state is only written where the topic's copy has seen fewer
+    events than the rebuilt one (or is missing, or differs at the same count), so a newer state
+    the materializer wrote meanwhile is never replaced by an older one.
+    """
+    start = time.perf_counter()
+    states, events, poison = fold_ledger(settings, on_total=on_total, on_event=on_event)
+    current: dict[str, L.JobState | None] = {}
+    for msg in read_to_end(settings, settings.topic(T.JOB_STATE)):
+        value = msg.value()
+        current[msg.key().decode()] = None if value is None else L.JobState.from_json(value)
+    written = unchanged = 0
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 20})
+    topic = settings.topic(T.JOB_STATE)
+    for job_id, state in states.items():
+        have = current.get(job_id)
+        if have == state or (have is not None and have.events > state.events):
+            unchanged += 1
+            continue
+        if write:
+            if state.status == "expired":
+                producer.produce(topic, key=job_id, value=None)
+            else:
+                producer.produce(topic, key=job_id, value=state.to_json())
+            producer.poll(0)
+        written += 1
+    if producer.flush(60):
+        raise BrokerError("rebuilt states were not all acknowledged")
+    return RebuildResult(events, len(states), poison, written, unchanged,
+                         time.perf_counter() - start, states)

@@ -1,0 +1,75 @@
+"""Send failed or dead-lettered jobs back to the scraper, recorded as ``JobRedriven`` events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from confluent_kafka import Producer
+
+import ledger as L
+from scrapeledger import topics as T
+from scrapeledger.errors import BrokerError
+from scrapeledger.settings import Settings
+
+from ._rebuild import fold_ledger
+
+
+def select(
+    settings: Settings,
+    *,
+    job_ids: Iterable[str] = (),
+    since: float | None = None,
+    until: float | None = None,
+    codes: Iterable[str] = (),
+    statuses: Iterable[str] = ("dead_lettered", "failed"),
+) -> list[L.JobState]:
+    """Jobs eligible for a redrive, from the ledger itself (not a possibly stale state copy)."""
+    wanted_ids = set(job_ids)
+    wanted_codes = set(codes)
+    wanted_status = set(statuses) & L.REDRIVABLE
+    states, _, _ = fold_ledger(settings)
+    picked = []
+    for state in states.values():
+        if state.status not in wanted_status:
+            continue
+        if wanted_ids and state.job_id not in wanted_ids:
+            continue
+        if wanted_codes and (state.error is None or state.error.code not in wanted_codes):
+            continue
+        finished = state.finished_at or 0.0
+        if since is not None and finished < since:
+            continue
+        if until is not None and finished > until:
+            continue
+        picked.append(state)
+    return sorted(picked, key=lambda s: s.finished_at or 0.0)
+
+
+def redrive_events(states: Iterable[L.JobState], *, source: str, reason: str) -> list[L.JobRedriven]:
+    """One ``JobRedriven`` per job: the attempt numbering continues, the attempt budget restarts."""
+    return [
+        L.JobRedriven(
+            job_id=s.job_id,
+            event_id=L.new_event_id(),
+            at=L.now(),
+            source=source,
+            attempt=s.attempts + 1,
+            base=s.attempts,
+            url=s.url,
+            headers=dict(s.headers),
+            timeout_s=s.timeout_s,
+            proxy=s.proxy,
+            reason=reason,
+        )
+        for s in states
+    ]
+
+
+def redrive(settings: Settings, events: list[L.JobRedriven]) -> None:
+    """Append the redrive events to the ledger (acks=all)."""
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
+                         "enable.idempotence": True})
+    for e in events:
+        producer.produce(settings.topic(T.LEDGER), key=e.job_id, value=L.encode_event(e))
+    if producer.flush(60):
+        raise BrokerError("redrive events were not all acknowledged")

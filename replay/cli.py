@@ -1,0 +1,212 @@
+"""``scrapeledger replay``: history, redrive, rebuild, tail. Diagnostics go to stderr."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import sys
+from typing import Annotated, Any
+
+import orjson
+import typer
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+import ledger as L
+from scrapeledger import topics as T
+from scrapeledger.errors import EventError, ScrapeledgerError, UnknownJobError
+from scrapeledger.settings import Settings
+
+from ._history import current_state, history
+from ._reader import consumer, partitions_of
+from ._rebuild import rebuild
+from ._redrive import redrive, redrive_events, select
+
+app = typer.Typer(no_args_is_help=True, help="Inspect and re-drive the job ledger.")
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _parse_time(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither epoch seconds nor an ISO time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def _details(event: L.Event) -> str:
+    payload = L.event_to_dict(event)["payload"]
+    keep = {k: v for k, v in payload.items() if v not in (None, {}, "") and k != "headers"}
+    return " ".join(f"{k}={v}" for k, v in keep.items())
+
+
+def _fail(exc: ScrapeledgerError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+@app.command("history")
+def history_cmd(
+    job_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print events as JSON lines.")] = False,
+) -> None:
+    """Show JOB_ID's events as a timeline."""
+    try:
+        events = history(_settings(), job_id)
+    except UnknownJobError as exc:
+        raise _fail(exc) from None
+    except ScrapeledgerError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        for e in events:
+            sys.stdout.write(orjson.dumps(L.event_to_dict(e)).decode() + "\n")
+        return
+    state = L.fold_all(events)[job_id]
+    table = Table(title=f"job {job_id}: {state.status} after {state.attempts} attempt(s)")
+    for col in ("at (UTC)", "event", "attempt", "source", "details"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(_when(e.at), e.TYPE, str(e.attempt or ""), e.source, _details(e))
+    Console().print(table)
+
+
+@app.command("rebuild")
+def rebuild_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Fold only; write nothing.")] = False,
+) -> None:
+    """Recompute job-state from the ledger (safe while the service runs)."""
+    with Progress(
+        TextColumn("folding ledger"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("fold", total=None)
+        try:
+            result = rebuild(
+                _settings(),
+                write=not dry_run,
+                on_total=lambda n: progress.update(task, total=n),
+                on_event=lambda: progress.advance(task),
+            )
+        except ScrapeledgerError as exc:
+            raise _fail(exc) from None
+    typer.echo(
+        f"rebuilt {result.jobs} jobs from {result.events} events in {result.seconds:.2f}s "
+        f"({result.events_per_s:,.0f} events/s); {'would write' if dry_run else 'wrote'} "
+        f"{result.written}, unchanged {result.unchanged}, poison {result.poison}"
+    )
+
+
+@app.command("redrive")
+def redrive_cmd(
+    job: Annotated[list[str] | None, typer.Option("--job", help="Only this job id (repeatable).")] = None,
+    since: Annotated[str | None, typer.Option(help="Finished at or after (ISO or epoch).")] = None,
+    until: Annotated[str | None, typer.Option(help="Finished at or before (ISO or epoch).")] = None,
+    code: Annotated[list[str] | None, typer.Option("--code", help="Only this error code.")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", help="dead_lettered and/or failed.")] = None,
+    reason: Annotated[str, typer.Option(help="Recorded in each JobRedriven event.")] = "manual redrive",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be redriven.")] = False,
+) -> None:
+    """Send dead-lettered or failed jobs back into the pipeline."""
+    settings = _settings()
+    try:
+        picked = select(
+            settings, job_ids=job or (), since=_parse_time(since), until=_parse_time(until),
+            codes=code or (), statuses=status or ("dead_lettered", "failed"),
+        )
+        if job:
+            missing = set(job) - {s.job_id for s in picked}
+            for job_id in sorted(missing):
+                err.print(f"[yellow]skipped[/yellow] {job_id}: unknown or not failed/dead-lettered")
+        for s in picked:
+            code_txt = s.error.code if s.error else "-"
+            verb = "would redrive" if dry_run else "redrive"
+            typer.echo(f"{verb} {s.job_id} {s.status} {code_txt} {s.url}")
+        if not dry_run and picked:
+            redrive(settings, redrive_events(picked, source=f"replay@{settings.pod_name}", reason=reason))
+    except ScrapeledgerError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{len(picked)} job(s) {'would be ' if dry_run else ''}redriven")
+
+
+@app.command("tail")
+def tail_cmd(
+    event_type: Annotated[list[str] | None, typer.Option("--type", help="Only this event type.")] = None,
+    job: Annotated[str | None, typer.Option(help="Only this job id.")] = None,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    max_events: Annotated[int | None, typer.Option("--max", help="Stop after N events.")] = None,
+) -> None:
+    """Follow the ledger live."""
+    settings = _settings()
+    types = set(event_type or ())
+    unknown = types - set(L.EVENT_TYPES)
+    if unknown:
+        raise typer.BadParameter(f"unknown event type(s): {', '.join(sorted(unknown))}")
+    topic = settings.topic(T.LEDGER)
+    c = consumer(settings)
+    stop = False
+
+    def on_signal(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        c.assign([TopicPartition(topic, p, start) for p in partitions_of(c, topic)])
+        seen = 0
+        while not stop and (max_events is None or seen < max_events):
+            msg = c.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            try:
+                event = L.decode_event(msg.value())
+            except EventError as exc:
+                err.print(f"[red]poison[/red] {topic}[{msg.partition()}]@{msg.offset()}: {exc}")
+                continue
+            if (types and event.TYPE not in types) or (job and event.job_id != job):
+                continue
+            seen += 1
+            if as_json:
+                sys.stdout.write(orjson.dumps(L.event_to_dict(event)).decode() + "\n")
+            else:
+                sys.stdout.write(
+                    f"{_when(event.at)} {event.job_id} {event.TYPE} a{event.attempt} "
+                    f"{event.source} {_details(event)}\n"
+                )
+            sys.stdout.flush()
+    except ScrapeledgerError as exc:
+        raise _fail(exc) from None
+    finally:
+        c.close()
+
+
+@app.command("state")
+def state_cmd(job_id: str) -> None:
+    """Print JOB_ID's current state from the compacted job-state topic, as JSON."""
+    try:
+        state = current_state(_settings(), job_id)
+    except ScrapeledgerError as exc:
+        raise _fail(exc) from None
+    if state is None:
+        raise _fail(UnknownJobError(f"no state for job {job_id}"))
+    typer.echo(orjson.dumps(state.to_dict(), option=orjson.OPT_INDENT_2).decode())

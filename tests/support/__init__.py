@@ -1,0 +1,1 @@
+"""Test support: local page server, forward proxy, process stacks."""

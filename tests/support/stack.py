@@ -1,0 +1,150 @@
+"""Run Scrapeledger components as real processes against the test broker.
+
+Each component is the production entry point (``python -m scrapeledger.cli <name>``) in its own
+process, so tests can SIGTERM or SIGKILL any of them. Readiness is read from the process output
+(the edge prints ``edge <pod> ready on port N``), never guessed with a sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scrapeledger.settings import Settings
+
+READY = re.compile(r"edge (\S+) ready on port (\d+)")
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    events: queue.Queue[str] = field(default_factory=queue.Queue)
+
+    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        rx = re.compile(pattern)
+        for line in self.lines:
+            if m := rx.search(line):
+                return m
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if m := rx.search(line):
+                return m
+        tail = "".join(self.lines[-30:])
+        raise AssertionError(f"{self.name}: no line matching {pattern!r} in {timeout}s:\n{tail}")
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+class Stack:
+    """Components of one test's deployment (one topic prefix), started and stopped on demand."""
+
+    def __init__(self, settings: Settings, workdir: Path, env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "SCRAPELEDGER_TOPIC_PREFIX": settings.topic_prefix,
+            "SCRAPELEDGER_STATE_DIR": str(workdir / "state"),
+            "SCRAPELEDGER_PARTITIONS": str(settings.partitions),
+            "SCRAPER_ALLOW_PRIVATE": "1",
+            "SCRAPER_BACKOFF_BASE_S": "0.05",
+            "SCRAPER_BACKOFF_MAX_S": "0.5",
+            "SCRAPER_TIMEOUT_S": "3",
+            "SCRAPELEDGER_COMMIT_INTERVAL_S": "0.2",
+            "EDGE_DRAIN_S": "2",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.procs: dict[str, Proc] = {}
+
+    def start(self, component: str, *, name: str | None = None, **env: str) -> Proc:
+        name = name or component
+        argv = [sys.executable, "-m", "scrapeledger.cli", component]
+        if component == "edge":
+            argv += ["--port", "0"]
+        popen = subprocess.Popen(
+            argv,
+            env={**self.env, "POD_NAME": env.pop("POD_NAME", name), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        proc = Proc(name, popen)
+        threading.Thread(target=self._pump, args=(proc,), daemon=True).start()
+        self.procs[name] = proc
+        return proc
+
+    def processors(self) -> None:
+        for component in ("state", "validator", "scraper"):
+            self.start(component)
+
+    def edge(self, pod: str = "edge-a", **env: str) -> str:
+        """Start an edge pod; return its WebSocket URL once it listens."""
+        proc = self.start("edge", name=pod, POD_NAME=pod, **env)
+        port = proc.wait_for(READY.pattern, timeout=90).group(2)
+        return f"ws://127.0.0.1:{port}/"
+
+    @staticmethod
+    def _pump(proc: Proc) -> None:
+        assert proc.popen.stdout is not None
+        for line in proc.popen.stdout:
+            proc.lines.append(line)
+            proc.events.put(line)
+
+    def kill(self, name: str) -> None:
+        self.procs[name].popen.send_signal(signal.SIGKILL)
+        self.procs[name].popen.wait(10)
+
+    def terminate(self, name: str, timeout: float = 30.0) -> int:
+        popen = self.procs[name].popen
+        popen.send_signal(signal.SIGTERM)
+        return popen.wait(timeout)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.popen.poll() is None:
+                proc.popen.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+
+
+@contextlib.contextmanager
+def start_pages() -> Iterator[str]:
+    """Run the local page server (tests/support/pages.py) as a process; yield its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.pages", "--port", "0"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "pages listening on" not in line:
+            raise RuntimeError(f"page server did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.rsplit(' ', 1)[1])}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
