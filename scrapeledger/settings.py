@@ -7,10 +7,10 @@ its variable explicitly instead of deriving it from a prefix.
 from __future__ import annotations
 
 import socket
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 def _env(*names: str) -> AliasChoices:

@@ -31,6 +31,7 @@ class Proc:
     popen: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     events: queue.Queue[str] = field(default_factory=queue.Queue)
+    pump: threading.Thread | None = None
 
     def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
         rx = re.compile(pattern)
@@ -47,6 +48,12 @@ class Proc:
                 return m
         tail = "".join(self.lines[-30:])
         raise AssertionError(f"{self.name}: no line matching {pattern!r} in {timeout}s:\n{tail}")
+
+    def close(self) -> None:
+        if self.popen.poll() is not None and self.pump is not None:
+            self.pump.join(timeout=5)
+            if self.popen.stdout is not None:
+                self.popen.stdout.close()
 
     def output(self) -> str:
         return "".join(self.lines)
@@ -90,7 +97,8 @@ class Stack:
             start_new_session=True,
         )
         proc = Proc(name, popen)
-        threading.Thread(target=self._pump, args=(proc,), daemon=True).start()
+        proc.pump = threading.Thread(target=self._pump, args=(proc,), daemon=True)
+        proc.pump.start()
         self.procs[name] = proc
         return proc
 
@@ -114,11 +122,14 @@ class Stack:
     def kill(self, name: str) -> None:
         self.procs[name].popen.send_signal(signal.SIGKILL)
         self.procs[name].popen.wait(10)
+        self.procs[name].close()
 
     def terminate(self, name: str, timeout: float = 30.0) -> int:
         popen = self.procs[name].popen
         popen.send_signal(signal.SIGTERM)
-        return popen.wait(timeout)
+        code = popen.wait(timeout)
+        self.procs[name].close()
+        return code
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -130,6 +141,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.popen.kill()
                 proc.popen.wait()
+            proc.close()
 
 
 @contextlib.contextmanager
@@ -148,3 +160,5 @@ def start_pages() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()

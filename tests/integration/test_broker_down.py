@@ -1,0 +1,63 @@
+"""A process started before the broker waits for it (and says so), then works once it appears."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+import ledger as L
+from replay import current_state
+from scrapeledger import topics as T
+from scrapeledger.broker import LocalBroker
+from scrapeledger.settings import Settings
+from tests.support.stack import Stack
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if topic in admin.list_topics(timeout=5).topics:
+            return
+        time.sleep(0.2)  # polling a condition with a deadline, not a readiness guess
+    raise AssertionError(f"{topic} was not created within {timeout}s")
+
+
+def test_a_processor_started_before_the_broker_waits_then_works(tmp_path: Path) -> None:
+    port = _free_port()
+    settings = Settings(bootstrap_servers=f"127.0.0.1:{port}", topic_prefix=f"down{uuid.uuid4().hex[:8]}-",
+                        state_dir=str(tmp_path / "state"), partitions=2)
+    stack = Stack(settings, tmp_path)
+    try:
+        proc = stack.start("state")
+        proc.wait_for(rf"waiting for Kafka at 127\.0\.0\.1:{port}", timeout=60)
+        assert proc.popen.poll() is None, "the processor gave up instead of waiting"
+        with LocalBroker(port=port, data_dir=tmp_path / "kafka") as broker:
+            _wait_for_topic(broker.bootstrap, settings.topic(T.LEDGER))
+            proc.wait_for(r"Kafka at .* is up", timeout=60)
+            job = L.new_job_id()
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+            producer.produce(settings.topic(T.LEDGER), key=job, value=L.encode_event(
+                L.JobSubmitted(job_id=job, event_id=f"{job}/submitted", at=1.0, source="t",
+                               url="http://example.org/")))
+            assert producer.flush(30) == 0
+            deadline = time.monotonic() + 90
+            state = None
+            while state is None and time.monotonic() < deadline:
+                state = current_state(settings, job)
+            assert state is not None, proc.output()[-3000:]
+            assert state.status == "submitted"
+            stack.stop_all()
+    finally:
+        stack.stop_all()
