@@ -175,7 +175,8 @@ class LocalBroker:
         java = shutil.which("java")
         if java is None:
             raise LocalBrokerError(
-                "Java is not on PATH: Apache Kafka 4.x needs Java 17+ (apt-get install openjdk-17-jre-headless)"
+                "Java is not on PATH: Apache Kafka 4.x needs Java 17+ "
+                "(apt-get install openjdk-17-jre-headless)"
             )
         libs = kafka_classpath()
         return [
@@ -243,7 +244,8 @@ class LocalBroker:
                     f"Kafka exited with code {self._proc.returncode}:\n" + "\n".join(list(self._log)[-25:])
                 )
             if time.monotonic() > deadline:
-                raise LocalBrokerError("Kafka did not become ready in time:\n" + "\n".join(list(self._log)[-25:]))
+                tail = "\n".join(list(self._log)[-25:])
+                raise LocalBrokerError(f"Kafka did not become ready in time:\n{tail}")
             try:
                 topics = admin.list_topics(timeout=2).topics
                 if probe in topics:
@@ -303,7 +305,9 @@ class LocalBroker:
         self.start()
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
