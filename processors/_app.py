@@ -19,6 +19,7 @@ from quixstreams.models.serializers import Deserializer, SerializationContext, S
 from quixstreams.models.topics import Topic
 
 from scrapeledger import topics as T
+from scrapeledger.clients import producer_config
 from scrapeledger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,17 +51,6 @@ class OutSerializer(Serializer):
         if value is None or isinstance(value, bytes):
             return value
         raise TypeError(f"cannot serialize {type(value).__name__} to a Scrapeledger topic")
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    """Durable, ordered produces: the ledger never loses an acknowledged event."""
-    return {
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "message.max.bytes": settings.scraper_max_body_bytes + 2 * T.MiB,
-    }
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -97,7 +87,9 @@ class Processor:
             commit_interval=settings.commit_interval_s if commit_interval is None else commit_interval,
             commit_every=commit_every,
             consumer_extra_config=consumer_config(settings),
-            producer_extra_config=producer_config(settings),
+            producer_extra_config={
+                k: v for k, v in producer_config(settings).items() if k != "bootstrap.servers"
+            },
             state_dir=f"{settings.state_dir}/{settings.pod_name}",
             loglevel=None,
             auto_create_topics=True,

@@ -25,16 +25,17 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import KafkaException, Message, Producer
+from confluent_kafka import KafkaException, Message
 from quixstreams.sinks import BaseSink
 
 import ledger as L
 from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff_delay
 from scrapeledger import topics as T
+from scrapeledger.clients import make_producer
 from scrapeledger.errors import EventError, ScrapeledgerError
 from scrapeledger.settings import Settings
 
-from ._app import Processor, producer_config
+from ._app import Processor
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,7 @@ class _AsyncProducer:
     """A thread-safe confluent producer whose deliveries resolve asyncio futures."""
 
     def __init__(self, settings: Settings) -> None:
-        self._producer = Producer(
-            {"bootstrap.servers": settings.bootstrap_servers, **producer_config(settings)}
-        )
+        self._producer = make_producer(settings)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="scraper-producer", daemon=True)
         self._poller.start()

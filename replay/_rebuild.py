@@ -6,10 +6,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Producer
-
 import ledger as L
 from scrapeledger import topics as T
+from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError, EventError
 from scrapeledger.settings import Settings
 
@@ -73,8 +72,7 @@ def rebuild(
         value = msg.value()
         current[msg.key().decode()] = None if value is None else L.JobState.from_json(value)
     written = unchanged = 0
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
-                         "enable.idempotence": True, "linger.ms": 20})
+    producer = make_producer(settings, **{"linger.ms": 20})
     topic = settings.topic(T.JOB_STATE)
     for job_id, state in states.items():
         have = current.get(job_id)

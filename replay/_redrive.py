@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from confluent_kafka import Producer
-
 import ledger as L
 from scrapeledger import topics as T
+from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError
 from scrapeledger.settings import Settings
 
@@ -67,8 +66,7 @@ def redrive_events(states: Iterable[L.JobState], *, source: str, reason: str) ->
 
 def redrive(settings: Settings, events: list[L.JobRedriven]) -> None:
     """Append the redrive events to the ledger (acks=all)."""
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
-                         "enable.idempotence": True})
+    producer = make_producer(settings)
     for e in events:
         producer.produce(settings.topic(T.LEDGER), key=e.job_id, value=L.encode_event(e))
     if producer.flush(60):

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +17,9 @@ import orjson
 import typer
 
 from .errors import ScrapeledgerError
+
+# quixstreams -> confluent_kafka.schema_registry -> authlib warns about httpx at import; not ours
+warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 
 if TYPE_CHECKING:
     from .settings import Settings

@@ -150,6 +150,7 @@ def ensure_topics(
     ]
     created: list[str] = []
     if not new:
+        _wait_for_leaders(admin, [settings.topic(s.name) for s in wanted])
         return created
     for name, future in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
         try:
@@ -159,7 +160,27 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BrokerError(f"cannot create topic {name}: {exc}") from None
+    _wait_for_leaders(admin, [settings.topic(s.name) for s in wanted])
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float = 60.0) -> None:
+    """A just-created topic has no partition leaders for a moment; clients fail until it does."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        missing = [
+            n for n in names
+            if n not in topics
+            or topics[n].error is not None
+            or not topics[n].partitions
+            or any(p.leader < 0 or p.error is not None for p in topics[n].partitions.values())
+        ]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics without partition leaders after {timeout_s:.0f}s: {missing}")
+        time.sleep(0.1)  # re-check metadata; bounded by the deadline
 
 
 def describe_topic_config(admin: AdminClient, topic: str) -> dict[str, str]:

@@ -15,8 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
-from scrapeledger.settings import Settings
+# quixstreams imports authlib (via confluent_kafka.schema_registry), which installs an "always"
+# filter for its own deprecation warning about httpx and fires it at import. Import it once here
+# with warnings silenced, so the filter list is restored and the tests' "error" filter stands.
+with warnings.catch_warnings():
+    import authlib.deprecate  # installs the "always" filter...
+
+    warnings.simplefilter("ignore")  # ...which this one, now in front of it, overrides
+    import quixstreams  # noqa: F401
+
+from scrapeledger.settings import Settings  # noqa: E402
+
+# property tests share 2 cores with brokers and processes: time limits would make them flaky
+hypothesis_settings.register_profile("scrapeledger", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("scrapeledger")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 import ledger as L
-from processors._app import producer_config
 from scrapeledger import topics as T
+from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError, MalformedEventError
 from scrapeledger.partitioner import partition_for
 from scrapeledger.settings import Settings
@@ -43,11 +44,10 @@ class EdgeKafka:
         self.settings = settings
         self._on_deliveries = on_deliveries
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._producer = Producer(
-            {"bootstrap.servers": settings.bootstrap_servers, **producer_config(settings)}
-        )
+        self._producer = make_producer(settings)
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._failed: Exception | None = None
         self._threads: list[threading.Thread] = []
         self.partition = partition_for(settings.pod_name, settings.delivery_partitions)
         self.foreign_notices = 0
@@ -56,7 +56,7 @@ class EdgeKafka:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set() and not self._stop.is_set()
+        return self._ready.is_set() and self._failed is None and not self._stop.is_set()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -69,6 +69,8 @@ class EdgeKafka:
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(None, self._ready.wait, timeout):
             raise BrokerError("the deliveries reader did not start in time")
+        if self._failed is not None:
+            raise BrokerError(f"the deliveries reader failed: {self._failed}")
 
     def close(self, timeout: float = 10.0) -> None:
         remaining = self._producer.flush(timeout)
@@ -136,9 +138,7 @@ class EdgeKafka:
         deliveries = self._consumer("deliveries")
         bodies = self._consumer("bodies")
         try:
-            _, high = deliveries.get_watermark_offsets(
-                TopicPartition(topic, self.partition), timeout=30
-            )
+            high = self._end_offset(deliveries, topic)
             deliveries.assign([TopicPartition(topic, self.partition, high)])
             self._ready.set()
             log.info("reading deliveries for pod %s from %s[%d]@%d",
@@ -148,13 +148,27 @@ class EdgeKafka:
                 states = [s for s in map(self._notice, batch) if s is not None]
                 if states:
                     self._dispatch(self._with_bodies(bodies, states))
-        except Exception:
+        except Exception as exc:
             log.exception("deliveries reader failed")
-            self._ready.clear()
+            self._failed = exc
+            self._ready.set()  # wake wait_ready, which reports the failure
             raise
         finally:
             deliveries.close()
             bodies.close()
+
+    def _end_offset(self, consumer: Consumer, topic: str) -> int:
+        """The deliveries partition's end, retried through a new topic's leader election."""
+        deadline = time.monotonic() + self.settings.broker_wait_s
+        while True:
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, self.partition), timeout=10)
+                return int(high)
+            except KafkaException as exc:
+                if time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                log.warning("deliveries partition not readable yet (%s); retrying", exc)
+                time.sleep(0.5)
 
     def _notice(self, msg: Message) -> L.JobState | None:
         if msg.error() is not None:

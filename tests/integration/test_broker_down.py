@@ -7,13 +7,13 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 import ledger as L
 from replay import current_state
 from scrapeledger import topics as T
 from scrapeledger.broker import LocalBroker
+from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
 from tests.support.stack import Stack
 
@@ -47,7 +47,7 @@ def test_a_processor_started_before_the_broker_waits_then_works(tmp_path: Path) 
             _wait_for_topic(broker.bootstrap, settings.topic(T.LEDGER))
             proc.wait_for(r"Kafka at .* is up", timeout=60)
             job = L.new_job_id()
-            producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+            producer = make_producer(settings)
             producer.produce(settings.topic(T.LEDGER), key=job, value=L.encode_event(
                 L.JobSubmitted(job_id=job, event_id=f"{job}/submitted", at=1.0, source="t",
                                url="http://example.org/")))

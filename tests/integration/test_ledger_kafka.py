@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 import ledger as L
 from scrapeledger import topics as T
+from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
 
 
@@ -43,8 +44,7 @@ def test_events_round_trip_through_the_ledger_in_order(settings: Settings) -> No
                           http_status=200, headers={}, elapsed_ms=12.5, body_bytes=5,
                           body_partition=0, body_offset=7),
     ]
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
-                         "enable.idempotence": True})
+    producer = make_producer(settings)
     topic = settings.topic(T.LEDGER)
     for e in events:
         producer.produce(topic, key=e.job_id, value=L.encode_event(e))
@@ -73,7 +73,7 @@ def test_events_round_trip_through_the_ledger_in_order(settings: Settings) -> No
 def test_compacted_state_topic_keeps_the_latest_state_per_job(settings: Settings) -> None:
     T.ensure_topics(settings)
     topic = settings.topic(T.JOB_STATE)
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all"})
+    producer = make_producer(settings)
     job = L.new_job_id()
     first = L.JobState(job_id=job, status="submitted")
     last = L.JobState(job_id=job, status="succeeded")

@@ -71,6 +71,7 @@ class Stack:
             "SCRAPELEDGER_TOPIC_PREFIX": settings.topic_prefix,
             "SCRAPELEDGER_STATE_DIR": str(workdir / "state"),
             "SCRAPELEDGER_PARTITIONS": str(settings.partitions),
+            "SCRAPELEDGER_DELIVERY_PARTITIONS": str(settings.delivery_partitions),
             "SCRAPER_ALLOW_PRIVATE": "1",
             "SCRAPER_BACKOFF_BASE_S": "0.05",
             "SCRAPER_BACKOFF_MAX_S": "0.5",
