@@ -57,6 +57,11 @@ def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -
         return [Out(T.DLQ, key or "", poison_record(raw, key, reason, pod))]
     stored = state.get(STATE_KEY)
     before = L.JobState.from_dict(stored) if stored is not None else None
+    if before is None and isinstance(event, L.ClientAttached):
+        # A resume of an id the ledger never saw (ids are issued only after JobSubmitted is
+        # durable, in the same partition, so none can come later): answer it, keep no state.
+        log.info("resume of unknown job %s from %s", event.job_id, event.pod)
+        return [Out(T.DELIVERIES, event.pod, L.JobState(job_id=event.job_id).to_json())]
     after = L.fold(before, event)
     if after is before:
         return []

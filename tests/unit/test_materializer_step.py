@@ -68,3 +68,11 @@ def test_poison_records_go_to_the_dlq_with_their_bytes() -> None:
     # a valid event under the wrong key would corrupt another job's state: also poison
     outs = materialize_step(enc(SUBMIT), "another-key", state, "m")
     assert [o.topic for o in outs] == [T.DLQ]
+
+
+def test_a_resume_of_an_unknown_job_is_answered_and_leaves_no_state() -> None:
+    state = DictState()
+    outs = materialize_step(enc(ATTACH), JOB, state, "m")
+    assert [(o.topic, o.key) for o in outs] == [(T.DELIVERIES, "edge-b")]
+    assert L.JobState.from_json(outs[0].value or b"").status == "unknown"
+    assert state.data == {}

@@ -1,0 +1,97 @@
+"""The edge's own behaviour: bad frames, health endpoints, resume answers, draining on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+
+import ledger as L
+from tests.support.stack import Stack
+
+from .wsclient import Raw
+
+
+def _http(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_bad_frames_get_error_frames_and_the_connection_stays_open(stack: Stack, pages: str) -> None:
+    stack.processors()
+    url = stack.edge()
+
+    async def go() -> list[dict[str, object]]:
+        ws = await Raw.connect(url)
+        errors = []
+        for frame in ["not json", "[1]", '{"event":"dance"}', '{"event":"job","message":42}',
+                      '{"event":"resume","job_id":"../../x"}',
+                      '{"event":"job","message":"' + "x" * 70_000 + '"}']:
+            await ws.send(frame)
+            errors.append(await ws.recv())
+        result = await ws.job(f"{pages}/page/7")  # the same connection still works
+        ws.close()
+        return [*errors, result]
+
+    *errors, result = asyncio.run(go())
+    assert [e["event"] for e in errors] == ["error"] * 6
+    assert [e["code"] for e in errors] == ["bad_json", "bad_frame", "unknown_event", "bad_frame",
+                                           "invalid_job_id", "frame_too_large"]
+    assert all(e["message"] for e in errors)
+    assert result["status"] == "succeeded"
+
+
+def test_health_and_readiness(stack: Stack) -> None:
+    stack.processors()
+    url = stack.edge()
+    base = url.replace("ws://", "http://").rstrip("/")
+    assert _http(f"{base}/healthz") == (200, "ok\n")
+    assert _http(f"{base}/readyz") == (200, "ready\n")
+
+
+def test_resume_finished_and_unknown_jobs(stack: Stack, pages: str) -> None:
+    stack.processors()
+    url = stack.edge("edge-a")
+    other = stack.edge("edge-b")
+
+    async def go() -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
+        ws = await Raw.connect(url)
+        first = await ws.job(f"{pages}/page/3")
+        ws.close()
+        ws2 = await Raw.connect(other)  # another pod: the result is routed there by pod id
+        await ws2.send({"event": "resume", "job_id": first["job_id"]})
+        again = await ws2.recv()
+        await ws2.send({"event": "resume", "job_id": L.new_job_id()})
+        unknown = await ws2.recv()
+        ws2.close()
+        return first, again, unknown
+
+    first, again, unknown = asyncio.run(go())
+    assert again["event"] == "result"
+    assert again["job_id"] == first["job_id"]
+    assert again["html"] == first["html"]
+    assert unknown["event"] == "unknown_job"
+
+
+def test_sigterm_drains_jobs_in_flight_then_exits_cleanly(stack: Stack, pages: str) -> None:
+    stack.processors()
+    url = stack.edge("edge-a", EDGE_DRAIN_S="20")
+
+    async def go() -> tuple[dict[str, object], int | None]:
+        ws = await Raw.connect(url)
+        await ws.send({"event": "job", "message": f"{pages}/slow?ms=1500"})
+        accepted = await ws.recv()
+        assert accepted["event"] == "accepted"
+        stack.procs["edge-a"].popen.terminate()  # SIGTERM while the fetch is running
+        result = await ws.recv()
+        closed = await ws.conn.read_message()
+        assert closed is None
+        return result, ws.conn.close_code
+
+    result, close_code = asyncio.run(go())
+    assert result["status"] == "succeeded"
+    assert close_code == 1001  # "going away": reconnect elsewhere
+    assert stack.procs["edge-a"].popen.wait(30) == 0
+    stack.procs["edge-a"].wait_for(r"edge edge-a drained")
