@@ -1,0 +1,304 @@
+"""The fetcher: one GET per job, many at once, every outcome a value.
+
+Threading: everything here belongs to one asyncio event loop. The scraper runs that loop in a
+daemon thread and hands coroutines over with ``asyncio.run_coroutine_threadsafe``, so the
+Fetcher builds its HTTP client lazily on the first :meth:`Fetcher.fetch`, inside the loop that
+will use it (aiohttp sessions and asyncio primitives must not be created on one loop and used
+on another). Constructing a Fetcher is therefore safe anywhere, even in the Quix Streams thread;
+calling it from a second loop raises ``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
+
+import httpx
+
+from scrapeledger.errors import ConfigError
+from scrapeledger.settings import Settings
+
+from ._classify import REDIRECT_STATUSES, classify_exception, classify_response
+from ._errors import Rejection
+from ._guard import AddressGuard
+from ._limits import HostSlots
+from ._models import FetchError, FetchOk, FetchRequest
+from ._transport import ROUTE, AiohttpTransport, Route
+from ._urls import parse_url
+
+MiB = 1024 * 1024
+PROXY_SCHEMES = ("http", "https")
+
+# request headers a job may not set: they belong to the connection, not to the page
+_DROPPED_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+    "trailer", "proxy-authorization", "proxy-connection",
+})
+# credentials that must not follow a redirect to another origin
+_ORIGIN_BOUND_HEADERS = frozenset({"authorization", "cookie"})
+
+
+class _Redirect(Exception):
+    """Raised by a response hook to hand a redirect's ``Location`` back to :meth:`Fetcher._follow`."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+async def _stop_at_redirects(response: httpx.Response) -> None:
+    """httpx builds the next request of every redirect even with ``follow_redirects=False``,
+    and raises on a ``Location`` it cannot parse (``javascript:...``) before we see the
+    response; redirects are followed by hand here, so they leave the client at this hook."""
+    if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
+        raise _Redirect(response.headers["location"])
+
+
+class _NoCookies(httpx.Cookies):
+    """A jar that stays empty: httpx's client would otherwise carry one job's cookies into the
+    next. Overriding ``extract_cookies`` (not just refusing in a ``CookieJar`` policy) also skips
+    the urllib request/response wrappers httpx builds per response - about 10% of a fetch's CPU.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        return None
+
+
+class Fetcher:
+    """Fetches pages over the httpx API, bounded, guarded against SSRF, never raising on I/O.
+
+    ``concurrency`` bounds requests in flight; ``per_host`` bounds them per host name, taken
+    before a global slot so a slow site queues its own requests without starving others.
+    ``timeout_s`` (or the request's own) covers the fetch from the moment its first request gets
+    its slots - redirect hops, later slot waits and the body included - but not the queueing
+    before that, which is the caller's backpressure, not the site's slowness.
+
+    ``proxies`` are the operator's (trusted) proxies, rotated per request; a request's ``proxy``
+    overrides them. ``allow_networks`` lists CIDR ranges reachable even with the guard on.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        proxies: Sequence[str] = (),
+        concurrency: int = 64,
+        per_host: int = 16,
+        timeout_s: float = 20.0,
+        max_redirects: int = 10,
+        max_body_bytes: int = 5 * MiB,
+        user_agent: str = "scrapeledger/0.1",
+        allow_networks: Iterable[str] = (),
+    ) -> None:
+        if concurrency < 1 or per_host < 1 or timeout_s <= 0 or max_redirects < 0 or max_body_bytes < 0:
+            raise ConfigError("fetcher limits must be positive")
+        for proxy in proxies:
+            if (problem := _proxy_problem(proxy)) is not None:
+                raise ConfigError(problem)
+        self.guard = AddressGuard(allow_private=allow_private, allow_networks=allow_networks)
+        self.proxies = tuple(proxies)
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.max_redirects = max_redirects
+        self.max_body_bytes = max_body_bytes
+        self.user_agent = user_agent
+        self.host_slots = HostSlots(per_host)
+        self._rotation = itertools.cycle(self.proxies) if self.proxies else None
+        self._slots = asyncio.Semaphore(concurrency)
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Fetcher:
+        """A fetcher configured by the ``SCRAPER_*`` settings."""
+        return cls(
+            allow_private=settings.scraper_allow_private,
+            proxies=settings.scraper_proxies,
+            concurrency=settings.scraper_concurrency,
+            per_host=settings.scraper_per_host,
+            timeout_s=settings.scraper_timeout_s,
+            max_redirects=settings.scraper_max_redirects,
+            max_body_bytes=settings.scraper_max_body_bytes,
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def _client_for_this_loop(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise RuntimeError("Fetcher is closed")
+        if self._client is None:
+            self._loop = loop
+            self._client = httpx.AsyncClient(
+                transport=AiohttpTransport(self.guard),
+                headers={"user-agent": self.user_agent},
+                follow_redirects=False,  # followed by hand: every hop is validated and guarded
+                event_hooks={"response": [_stop_at_redirects]},
+                timeout=None,  # one deadline for the whole fetch, see fetch()
+                trust_env=False,  # no proxies or .netrc credentials from the environment
+            )
+            # httpx copies a jar passed to the constructor into a plain Cookies, hence the swap
+            self._client._cookies = _NoCookies()
+        elif loop is not self._loop:
+            raise RuntimeError("Fetcher is bound to another event loop; create one per loop")
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the connection pools. Idempotent."""
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- fetching --------------------------------------------------------------------------
+
+    async def fetch(self, req: FetchRequest) -> FetchOk | FetchError:
+        """Fetch ``req.url``, following redirects. Returns a result for every network or HTTP
+        outcome; raises only for misuse (closed fetcher, wrong loop) or cancellation."""
+        client = self._client_for_this_loop()
+        try:
+            url = parse_url(req.url)
+        except Rejection as rej:
+            return FetchError(rej.code, rej.message, retryable=False)
+        route = self._route(req.proxy)
+        if isinstance(route, FetchError):
+            return route
+        timeout_s = req.timeout_s if req.timeout_s is not None and req.timeout_s > 0 else self.timeout_s
+        try:
+            async with asyncio.timeout(None) as deadline:
+                return await self._follow(client, req, url, route, deadline, timeout_s)
+        except TimeoutError:
+            return FetchError("timeout", f"no complete response within {timeout_s:g}s", retryable=True)
+        except Exception as exc:  # the boundary: whatever went wrong becomes a coded result
+            return classify_exception(exc)
+
+    def _route(self, proxy: str | None) -> Route | FetchError:
+        if proxy is not None:
+            proxy = proxy.strip()
+            if proxy in self.proxies:
+                return Route(proxy, guarded=False)
+            if (problem := _proxy_problem(proxy)) is not None:
+                return FetchError("invalid_proxy", problem, retryable=False)
+            # a job's own proxy is just another address it asks us to connect to: guarded
+            return Route(proxy, guarded=True)
+        if self._rotation is not None:
+            return Route(next(self._rotation), guarded=False)
+        return Route(None, guarded=True)
+
+    async def _follow(
+        self,
+        client: httpx.AsyncClient,
+        req: FetchRequest,
+        url: httpx.URL,
+        route: Route,
+        deadline: asyncio.Timeout,
+        timeout_s: float,
+    ) -> FetchOk | FetchError:
+        loop = asyncio.get_running_loop()
+        headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in _DROPPED_HEADERS}
+        started: float | None = None
+        redirects = 0
+        while True:
+            target = url
+            async with self.host_slots.hold(target.host), self._slots:
+                if started is None:
+                    started = time.perf_counter()
+                    deadline.reschedule(loop.time() + timeout_s)
+                await self._precheck(target, route)
+                request = client.build_request("GET", target, headers=headers, extensions={ROUTE: route})
+                try:
+                    response = await client.send(request, stream=True)
+                except _Redirect as redirect:
+                    location = redirect.location
+                else:
+                    try:
+                        error = classify_response(response.status_code, response.headers)
+                        if error is not None:
+                            return error
+                        body, truncated = await self._read_body(response)
+                        return FetchOk(
+                            url=req.url,
+                            final_url=str(url),
+                            http_status=response.status_code,
+                            headers=_flatten(response.headers),
+                            body=body,
+                            truncated=truncated,
+                            elapsed_ms=(time.perf_counter() - started) * 1000,
+                            redirects=redirects,
+                        )
+                    finally:
+                        await response.aclose()
+            if redirects >= self.max_redirects:
+                return FetchError(
+                    "too_many_redirects", f"more than {self.max_redirects} redirects", retryable=False
+                )
+            try:
+                next_url = parse_url(str(target.join(location)))
+            except (Rejection, httpx.InvalidURL) as exc:
+                reason = exc.message if isinstance(exc, Rejection) else str(exc)
+                return FetchError("invalid_redirect", f"redirect to {location!r}: {reason}", retryable=False)
+            if (next_url.scheme, next_url.host, next_url.port) != (url.scheme, url.host, url.port):
+                headers = {k: v for k, v in headers.items() if k not in _ORIGIN_BOUND_HEADERS}
+            url = next_url
+            redirects += 1
+
+    async def _precheck(self, target: httpx.URL, route: Route) -> None:
+        """The guard's checks before a request is sent.
+
+        Direct: only an IP-literal host is checked here - a host name is checked by the guarded
+        resolver when the connection is made, on the very addresses connected to. Through a proxy
+        the proxy resolves the target, so the target is resolved and checked here instead (the
+        proxy could still resolve it differently: documented limitation); a job's own proxy is
+        also an address we connect to, so its literal is checked here and its name by the resolver.
+        """
+        guard = self.guard
+        if guard.allow_private:
+            return
+        if route.proxy is None:
+            guard.check_literal(target.host)
+            return
+        await guard.resolve(target.host, target.port or (443 if target.scheme == "https" else 80))
+        if route.guarded:
+            guard.check_literal(urlsplit(route.proxy).hostname or "")
+
+    async def _read_body(self, response: httpx.Response) -> tuple[bytes, bool]:
+        """The decoded body, cut at ``max_body_bytes``; reading stops there (truncated=True)."""
+        limit = self.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            room = limit - size
+            if len(chunk) > room:
+                chunks.append(chunk[:room])
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), False
+
+
+def _flatten(headers: httpx.Headers) -> dict[str, str]:
+    """Lower-case names; repeated headers joined with ", " (lossy for Set-Cookie, by contract)."""
+    flat: dict[str, str] = {}
+    for name, value in headers.multi_items():
+        flat[name] = f"{flat[name]}, {value}" if name in flat else value
+    return flat
+
+
+def _proxy_problem(proxy: str) -> str | None:
+    parts = urlsplit(proxy)
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+        return f"proxy {proxy!r} is not an http:// or https:// URL (SOCKS is not supported)"
+    return None

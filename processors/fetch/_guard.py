@@ -1,0 +1,154 @@
+"""The SSRF guard: which addresses the scraper may connect to.
+
+A job names a URL; the danger is the *address* that URL ends up at (a cloud metadata service on
+169.254.169.254, the broker on 10.0.0.5, an admin port on 127.0.0.1). Checking the name is not
+enough - DNS can answer differently at validation and at fetch time (rebinding) - so the fetcher
+applies :class:`AddressGuard` where the connection is made: its :class:`GuardedResolver` is the
+only resolver the HTTP connection pool uses, and IP-literal hosts (which skip resolvers) are
+checked before the request is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+from ._errors import Rejection, ResolutionError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 prefixes that carry an IPv4 address a gateway may forward to: NAT64 (RFC 6052, 8215)
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def _forbidden(ip: IPAddress) -> bool:
+    return (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+        or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local)
+    )
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4 or NAT64 address leads to, if any."""
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in net for net in _NAT64):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def check_address(ip: IPAddress, *, allow_private: bool) -> None:
+    """Raise :class:`Rejection` ``blocked_address`` unless ``ip`` is a public unicast address.
+
+    Refused: loopback, private (RFC 1918, ULA), link-local (incl. 169.254.169.254, the cloud
+    metadata service), multicast, reserved, unspecified, shared/documentation ranges - anything
+    Python's ``ipaddress`` does not call global. An IPv4-mapped address (``::ffff:a.b.c.d``) is
+    judged as the IPv4 address it is; 6to4 (``2002:7f00:1::``) and NAT64 (``64:ff9b::a00:1``)
+    addresses are refused when the IPv4 address they lead to is.
+    ``allow_private=True`` lifts all of it (local development, tests against fixture servers).
+    """
+    if allow_private:
+        return
+    shown = str(ip)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+        shown = f"{shown} ({ip})"
+    inner = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
+    if inner is not None:
+        shown = f"{shown} ({inner})"
+    if _forbidden(ip) or (inner is not None and _forbidden(inner)):
+        raise Rejection("blocked_address", f"address {shown} is not a public address")
+
+
+class AddressGuard:
+    """The guard's policy: ``allow_private``, plus networks an operator exempts on purpose."""
+
+    def __init__(self, *, allow_private: bool, allow_networks: Iterable[str] = ()) -> None:
+        self.allow_private = allow_private
+        self.allow_networks = tuple(ipaddress.ip_network(n, strict=False) for n in allow_networks)
+
+    def check(self, ip: IPAddress, host: str | None = None) -> None:
+        """Raise :class:`Rejection` ``blocked_address`` when the policy forbids ``ip``
+        (which ``host``, when given, resolved to: it goes into the message)."""
+        if self.allow_private:
+            return
+        if any(ip.version == net.version and ip in net for net in self.allow_networks):
+            return
+        try:
+            check_address(ip, allow_private=False)
+        except Rejection as rej:
+            if host is None:
+                raise
+            shown = rej.message.removeprefix("address ")
+            raise Rejection(rej.code, f"host {host!r} resolves to {shown}") from None
+
+    def check_literal(self, host: str) -> bool:
+        """Check ``host`` if it is an IP literal; return whether it was one."""
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        self.check(ip)
+        return True
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """Resolve ``host`` and check every address (see :func:`resolve_and_check`)."""
+        if self.check_literal(host):
+            return [str(ipaddress.ip_address(host.strip("[]")))]
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise ResolutionError(host, str(exc)) from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise ResolutionError(host, "no addresses")
+        for address in addresses:
+            self.check(ipaddress.ip_address(address.partition("%")[0]), host)
+        return addresses
+
+
+async def resolve_and_check(host: str, port: int, *, allow_private: bool) -> list[str]:
+    """Resolve ``host`` and return its addresses, refusing the host if ANY of them is forbidden.
+
+    Any, not all: a name that answers with one public and one private address is either a
+    misconfiguration or a rebinding attempt, and the connection could land on either.
+
+    Raises :class:`Rejection` ``blocked_address`` (permanent) or :class:`ResolutionError`
+    (``dns_error``, retryable - deliberately *not* a ``Rejection``: a name that does not resolve
+    at validation time may well resolve a minute later, so it must not reject the job for good).
+    """
+    return await AddressGuard(allow_private=allow_private).resolve(host, port)
+
+
+class GuardedResolver(ThreadedResolver):
+    """aiohttp resolver that refuses a host when any of its addresses is forbidden.
+
+    This is where the guard sees the address actually connected to: aiohttp connects only to
+    what its resolver returns, and caches only what it returned. It raises :class:`Rejection`
+    (not an ``OSError``) so the refusal travels through aiohttp unchanged instead of being
+    reported as a DNS failure.
+    """
+
+    def __init__(self, guard: AddressGuard) -> None:
+        super().__init__()
+        self._guard = guard
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await super().resolve(host, port, family)
+        for result in results:
+            self._guard.check(ipaddress.ip_address(result["host"].partition("%")[0]), host)
+        return results
