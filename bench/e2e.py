@@ -99,6 +99,33 @@ async def service(ws_url: str, urls: list[str], clients: int, window: int) -> tu
     return len(urls) / (time.perf_counter() - start), latencies
 
 
+def stage_latencies(settings: Settings) -> dict[str, float]:
+    """Median time between consecutive ledger events of a job, per step (from their ``at``)."""
+    import ledger as L
+    from replay import read_to_end
+    from scrapeledger import topics as T
+
+    firsts: dict[str, dict[str, float]] = {}
+    for msg in read_to_end(settings, settings.topic(T.LEDGER)):
+        e = L.decode_event(msg.value())
+        firsts.setdefault(e.job_id, {}).setdefault(e.TYPE, e.at)
+    steps = [("JobSubmitted", "JobValidated"), ("JobValidated", "ScrapeSucceeded"),
+             ("ScrapeSucceeded", "ResultDelivered")]
+    out = {}
+    for a, b in steps:
+        deltas = [t[b] - t[a] for t in firsts.values() if a in t and b in t]
+        if deltas:
+            out[f"{a}->{b}"] = statistics.median(deltas) * 1000
+    return out
+
+
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
@@ -110,6 +137,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=50, help="outstanding jobs per connection")
     ap.add_argument("--page-kb", type=int, default=47)
     ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=64, help="scraper fetches in flight")
     args = ap.parse_args()
 
     with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp, start_pages() as pages:
@@ -117,7 +145,11 @@ def main() -> None:
             bootstrap_servers=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}-",
             state_dir=f"{tmp}/state",
         )
-        stack = Stack(settings, Path(tmp), env={"SCRAPELEDGER_LOG_LEVEL": "WARNING"})
+        # every page is on one host here: lift the per-host cap to the process's concurrency,
+        # as the baseline has no per-host cap either
+        stack = Stack(settings, Path(tmp), env={"SCRAPELEDGER_LOG_LEVEL": "WARNING",
+                                                "SCRAPER_PER_HOST": str(args.concurrency),
+                                                "SCRAPER_CONCURRENCY": str(args.concurrency)})
         try:
             stack.processors()
             ws_url = stack.edge()
@@ -126,7 +158,12 @@ def main() -> None:
             urls = [page.format(n=i) for i in range(args.jobs)]
             asyncio.run(service(ws_url, warm, min(args.clients, 10), args.window))
             base = asyncio.run(baseline(urls))
+            cpu0 = stack.cpu_seconds()
+            busy0, total0 = cpu_busy()
             rate, lat = asyncio.run(service(ws_url, urls, args.clients, args.window))
+            busy1, total1 = cpu_busy()
+            cpu = {k: v - cpu0.get(k, 0.0) for k, v in stack.cpu_seconds().items()}
+            stages = stage_latencies(settings)
         finally:
             stack.stop_all()
     print(f"jobs={args.jobs} clients={args.clients} window={args.window} page={args.page_kb}KB")
@@ -134,6 +171,9 @@ def main() -> None:
     print(f"{'baseline: aiohttp direct, 64 in flight':<34}{base:>10.0f}{'':>10}{'':>10}{1.0:>8.2f}")
     print(f"{'scrapeledger end to end':<34}{rate:>10.0f}{pct(lat, 50) * 1000:>10.0f}"
           f"{pct(lat, 99) * 1000:>10.0f}{rate / base:>8.2f}")
+    print("median ms between ledger events: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
+    print(f"machine CPU busy during the run: {(busy1 - busy0) / (total1 - total0):.0%} of 2 cores")
+    print("CPU ms per job: " + ", ".join(f"{k} {v * 1000 / args.jobs:.2f}" for k, v in cpu.items()))
     print(f"vs Scrapy's ~{SCRAPY_PAGES_PER_S:.0f} pages/s on this kind of machine: "
           f"{rate / SCRAPY_PAGES_PER_S:.2f}x")
 

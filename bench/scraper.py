@@ -23,13 +23,13 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import ledger as L  # noqa: E402
-from bench.e2e import broker  # noqa: E402
-from replay import read_to_end  # noqa: E402
-from scrapeledger import topics as T  # noqa: E402
-from scrapeledger.clients import make_producer  # noqa: E402
-from scrapeledger.settings import Settings  # noqa: E402
-from tests.support.stack import Stack, start_pages  # noqa: E402
+import ledger as L
+from bench.e2e import broker
+from replay import read_to_end
+from scrapeledger import topics as T
+from scrapeledger.clients import make_producer
+from scrapeledger.settings import Settings
+from tests.support.stack import Stack, start_pages
 
 
 async def baseline(urls: list[str], in_flight: int) -> float:
@@ -86,7 +86,8 @@ def main() -> None:
     span = max(outcomes) - min(outcomes) + args.delay_ms / 1000
     print(f"{args.jobs} jobs, server delay {args.delay_ms} ms, {args.concurrency} in flight")
     print(f"{'run':<46}{'seconds':>9}{'jobs/s':>9}{'ratio':>7}")
-    print(f"{'baseline: aiohttp direct, same concurrency':<46}{base_s:>9.2f}{args.jobs / base_s:>9.0f}{1:>7.2f}")
+    label = "baseline: aiohttp direct, same concurrency"
+    print(f"{label:<46}{base_s:>9.2f}{args.jobs / base_s:>9.0f}{1:>7.2f}")
     print(f"{'scraper process (first to last outcome)':<46}{span:>9.2f}{args.jobs / span:>9.0f}"
           f"{base_s / span:>7.2f}")
     print(f"{'scraper process (incl. start-up and joining)':<46}{wall:>9.2f}")

@@ -1,6 +1,6 @@
 """The job ledger's domain model: events, their wire format and the pure fold into job state."""
 
-from ._codec import UPCASTERS, decode_event, encode_event, event_to_dict
+from ._codec import UPCASTERS, decode_event, encode_event, event_to_dict, may_be
 from ._events import (
     EVENT_TYPES,
     REDRIVABLE,
@@ -61,6 +61,7 @@ __all__ = [
     "fold",
     "fold_all",
     "is_valid_job_id",
+    "may_be",
     "new_event_id",
     "new_job_id",
     "now",

@@ -168,3 +168,24 @@ def _payload_checkers(cls: type[Event]) -> dict[str, Callable[[Any], bool]]:
 def _required(cls: type[Event]) -> frozenset[str]:
     _checkers(cls)
     return _REQUIRED_CACHE[cls]
+
+
+_TYPE_MARK = b'"type":"'
+
+
+def may_be(raw: bytes | None, types: tuple[type[Event], ...]) -> bool:
+    """Cheap pre-filter: False only when ``raw`` is surely none of ``types``.
+
+    Every processor reads every ledger event but acts on a few types; the canonical encoding
+    (``encode_event``, no spaces) names the type as ``"type":"X"``, so one substring test skips
+    a full decode. Records not in that form answer True and get the full, strict decode.
+    """
+    if raw is None:
+        return True
+    at = raw.find(_TYPE_MARK)
+    if at < 0:
+        return True
+    start = at + len(_TYPE_MARK)
+    end = raw.find(b'"', start)
+    name = raw[start:end]
+    return any(name == t.TYPE.encode() for t in types)

@@ -97,7 +97,14 @@ class JobState:
     # --- serialization for the compacted job-state topic ------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        # by hand: dataclasses.asdict deep-copies recursively and was the materializer's
+        # single largest cost per event
+        data = {name: getattr(self, name) for name in _STATE_FIELDS}
+        if self.error is not None:
+            data["error"] = {"code": self.error.code, "message": self.error.message}
+        if self.result is not None:
+            r = self.result
+            data["result"] = {name: getattr(r, name) for name in _RESULT_FIELDS}
         data["v"] = STATE_VERSION
         return data
 
@@ -129,6 +136,10 @@ class JobState:
         if not isinstance(data, dict):
             raise MalformedEventError("bad job state record: not an object")
         return cls.from_dict(data)
+
+
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(JobState))
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(JobResult))
 
 
 def _add(items: tuple[str, ...], item: str) -> tuple[str, ...]:

@@ -65,8 +65,9 @@ def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -
     after = L.fold(before, event)
     if after is before:
         return []
-    state.set(STATE_KEY, after.to_dict())
-    outs = [Out(T.JOB_STATE, event.job_id, after.to_json())]
+    data = after.to_dict()
+    state.set(STATE_KEY, data)
+    outs = [Out(T.JOB_STATE, event.job_id, orjson.dumps(data))]
     due = L.deliveries_due(before, after, event)
     if due:
         notice = delivery_record(after)

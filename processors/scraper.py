@@ -39,9 +39,13 @@ from ._app import Processor
 
 log = logging.getLogger(__name__)
 
+SINK_WINDOW_FACTOR = 4
+
 
 def scrape_trigger(raw: bytes) -> L.FetchSpec | None:
     """The fetch request in a ledger record, or None for records the scraper does not act on."""
+    if not L.may_be(raw, L.SCRAPE_TRIGGERS):
+        return None
     try:
         event = L.decode_event(raw)
     except EventError:
@@ -196,7 +200,9 @@ class FetchSink(BaseSink):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.settings = settings
-        self._slots = threading.BoundedSemaphore(settings.scraper_concurrency)
+        # A window wider than the fetcher's own bound: attempts queued behind one slow host's
+        # per-host limit must not take every slot from the other hosts' attempts.
+        self._slots = threading.BoundedSemaphore(settings.scraper_concurrency * SINK_WINDOW_FACTOR)
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -53,6 +53,8 @@ def check_request(event: L.FetchSpec, *, allow_private: bool) -> str:
 
 def validate_step(raw: bytes, settings: Settings) -> list[Out]:
     """One ledger record in, the validator's events out. Total: never raises on bad input."""
+    if not L.may_be(raw, (L.JobSubmitted,)):
+        return []
     try:
         event = L.decode_event(raw)
     except EventError as exc:

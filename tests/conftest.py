@@ -21,12 +21,11 @@ from hypothesis import settings as hypothesis_settings
 # filter for its own deprecation warning about httpx and fires it at import. Import it once here
 # with warnings silenced, so the filter list is restored and the tests' "error" filter stands.
 with warnings.catch_warnings():
-    import authlib.deprecate  # installs the "always" filter...
 
     warnings.simplefilter("ignore")  # ...which this one, now in front of it, overrides
     import quixstreams  # noqa: F401
 
-from scrapeledger.settings import Settings  # noqa: E402
+from scrapeledger.settings import Settings
 
 # property tests share 2 cores with brokers and processes: time limits would make them flaky
 hypothesis_settings.register_profile("scrapeledger", deadline=None, print_blob=True)

@@ -144,7 +144,7 @@ class EdgeKafka:
             log.info("reading deliveries for pod %s from %s[%d]@%d",
                      settings.pod_name, topic, self.partition, high)
             while not self._stop.is_set():
-                batch = deliveries.consume(num_messages=1000, timeout=0.1)
+                batch = _drain(deliveries)
                 states = [s for s in map(self._notice, batch) if s is not None]
                 if states:
                     self._dispatch(self._with_bodies(bodies, states))
@@ -212,38 +212,61 @@ class EdgeKafka:
         return out
 
 
+def _drain(consumer: Consumer, wait: float = 0.1, most: int = 2000) -> list[Message]:
+    """Wait up to ``wait`` for a first record, then take whatever else is already there.
+
+    ``consume(n, timeout)`` alone waits the full timeout unless ``n`` records arrive, which puts
+    a floor under every delivery's latency.
+    """
+    first = consumer.poll(wait)
+    if first is None:
+        return []
+    return [first, *consumer.consume(num_messages=most, timeout=0)]
+
+
 def read_bodies(
     consumer: Consumer, topic: str, wanted: dict[int, set[int]], stop: threading.Event
 ) -> dict[tuple[int, int], bytes]:
-    """Fetch the records at the given offsets, one sequential read per run of nearby offsets."""
-    found: dict[tuple[int, int], bytes] = {}
+    """Fetch the records at the given offsets: every partition's run of nearby offsets is read
+    sequentially, all partitions at once, instead of one seek per body."""
+    runs: list[tuple[int, list[int]]] = []
     for partition, offsets in wanted.items():
         ordered = sorted(offsets)
-        runs: list[list[int]] = [[ordered[0]]]
+        current = [ordered[0]]
         for off in ordered[1:]:
-            if off - runs[-1][-1] <= _RUN_GAP:
-                runs[-1].append(off)
+            if off - current[-1] <= _RUN_GAP:
+                current.append(off)
             else:
-                runs.append([off])
-        for run in runs:
-            need = set(run)
-            consumer.assign([TopicPartition(topic, partition, run[0])])
-            idle = 0
-            while need and not stop.is_set() and idle < 50:
-                msgs = consumer.consume(num_messages=500, timeout=0.1)
-                if not msgs:
-                    idle += 1
-                for msg in msgs:
-                    if msg.error() is not None:
-                        continue
-                    off = msg.offset()
-                    if off in need:
-                        need.discard(off)
-                        found[(partition, off)] = msg.value() or b""
-                    if off >= run[-1]:
-                        need.clear()
-            if need:
-                log.warning("%d bodies not found in %s[%d] (expired?)", len(need), topic, partition)
+                runs.append((partition, current))
+                current = [off]
+        runs.append((partition, current))
+    found: dict[tuple[int, int], bytes] = {}
+    while runs and not stop.is_set():
+        # one run per partition per round (gaps between runs are rare: a busy bodies topic)
+        batch: dict[int, list[int]] = {}
+        later: list[tuple[int, list[int]]] = []
+        for partition, run in runs:
+            if partition in batch:
+                later.append((partition, run))
+            else:
+                batch[partition] = run
+        runs = later
+        consumer.assign([TopicPartition(topic, p, run[0]) for p, run in batch.items()])
+        need = {(p, off) for p, run in batch.items() for off in run}
+        ends = {p: run[-1] for p, run in batch.items()}
+        deadline = time.monotonic() + 10.0
+        while ends and not stop.is_set() and time.monotonic() < deadline:
+            for msg in _drain(consumer, wait=0.5):
+                if msg.error() is not None:
+                    continue
+                key = (msg.partition(), msg.offset())
+                if key in need:
+                    need.discard(key)
+                    found[key] = msg.value() or b""
+                if msg.offset() >= ends.get(msg.partition(), 1 << 62):
+                    ends.pop(msg.partition(), None)
+        if need:
+            log.warning("%d bodies not found in %s (expired?)", len(need), topic)
     return found
 
 

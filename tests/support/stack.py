@@ -132,6 +132,18 @@ class Stack:
         self.procs[name].close()
         return code
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each running component has used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for name, proc in self.procs.items():
+            try:
+                fields = Path(f"/proc/{proc.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[name] = (int(fields[11]) + int(fields[12])) / ticks
+        return out
+
     def stop_all(self) -> None:
         for proc in self.procs.values():
             if proc.popen.poll() is None:
