@@ -1,19 +1,25 @@
-"""A real Apache Kafka (KRaft, single combined node) from Maven Central jars, without Docker.
+"""A real Apache Kafka (KRaft, one combined broker+controller node) from Maven Central jars.
 
-Tests, CI and ``scrapeledger up`` all need a real broker on machines that have Java and Maven
-but no container engine. Maven resolves ``org.apache.kafka:kafka_2.13`` (plus the log4j backend
-the release tarball adds) from the ``pom.xml`` shipped beside this module, once; the jars are
-cached under ``$SCRAPELEDGER_CACHE_DIR`` (default ``~/.cache/scrapeledger``). The broker is then
-``java -cp <jars> kafka.Kafka server.properties`` after ``kafka.tools.StorageTool format``.
+Tests, CI and ``scrapeledger up`` need a real broker on machines that have Java and Maven but no
+container engine, and a mock would hide exactly the behaviour the ledger depends on. Maven
+resolves ``org.apache.kafka:kafka_2.13`` (plus the log4j backend the release tarball adds but the
+POM omits) from the ``pom.xml`` beside this module, once; the jars are cached under
+``$SCRAPELEDGER_CACHE_DIR/kafka-<version>/libs`` (default ``~/.cache/scrapeledger``). The broker
+is then ``java -cp <jars> kafka.Kafka server.properties`` after ``kafka.tools.StorageTool format``,
+which is all ``bin/kafka-server-start.sh`` boils down to.
 
-"Ready" means a client really created a topic, not that a port opened or a log line appeared.
+"Ready" means a client really created a topic on *this* cluster, not that a port opened or a log
+line appeared: a port can accept connections while the controller is still electing itself.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -26,11 +32,13 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import Future
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
+from typing import TypeVar
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .errors import LocalBrokerError
@@ -38,67 +46,147 @@ from .errors import LocalBrokerError
 log = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.1.1"
+"""The Apache Kafka release the local broker runs (``kafka_2.13`` on Maven Central)."""
+
+_STATE_FILE = "scrapeledger-broker.json"
+_LOG_TAIL = 40
+_MAVEN_TIMEOUT = 900.0
+_T = TypeVar("_T")
+
+
+class BrokerStartAborted(LocalBrokerError):
+    """``start()`` was asked to give up (SIGTERM/SIGINT during ``scrapeledger broker`` start-up)."""
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("SCRAPELEDGER_CACHE_DIR", Path.home() / ".cache" / "scrapeledger"))
+    """Where resolved jars live: shared by every checkout and venv on the machine, so they download once."""
+    configured = os.environ.get("SCRAPELEDGER_CACHE_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "scrapeledger"
 
 
 def _resource(name: str) -> Path:
+    """A file shipped in ``scrapeledger/kafka`` (declared as package data, so installs carry it)."""
     return Path(str(resources.files("scrapeledger").joinpath("kafka", name)))
 
 
-def kafka_classpath(cache_dir: Path | None = None) -> Path:
-    """The directory of Kafka's jars, resolved by Maven on first use and cached after."""
-    libs = (cache_dir or cache_root()) / f"kafka-{KAFKA_VERSION}" / "libs"
-    marker = libs.parent / "resolved"
-    if marker.exists():
-        return libs
-    if shutil.which("mvn") is None:
+def _require(tool: str, why: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
         raise LocalBrokerError(
-            "Maven (mvn) is not on PATH: it is needed once to fetch Apache Kafka's jars "
-            "(apt-get install maven), or point KAFKA_BOOTSTRAP_SERVERS at a running cluster"
+            f"{tool} is not on PATH: {why}; or set KAFKA_BOOTSTRAP_SERVERS to use a running cluster"
         )
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    with open(libs.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes resolving at once: one does the work
-        if marker.exists():
+    return path
+
+
+def _require_java() -> str:
+    return _require("java", "Apache Kafka 4.x needs Java 17+ (apt-get install openjdk-17-jre-headless)")
+
+
+def _pom_stamp(pom: Path) -> str:
+    """Identifies what a cached ``libs`` dir was resolved from, so an edited pom re-resolves."""
+    return hashlib.sha256(pom.read_bytes() + KAFKA_VERSION.encode()).hexdigest()
+
+
+def _is_resolved(marker: Path, libs: Path, stamp: str) -> bool:
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(recorded, dict)
+        and recorded.get("pom_sha256") == stamp
+        and (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file()
+    )
+
+
+def kafka_classpath(cache_dir: Path | None = None) -> Path:
+    """The directory holding Kafka's jars (use as ``-cp DIR/*``), resolved by Maven on first use.
+
+    The result is marked complete only after Maven succeeded, and an ``fcntl`` lock makes a second
+    process that starts resolving at the same moment (two test sessions, ``up`` and a test) wait
+    for the first instead of copying jars over each other.
+    """
+    home = (cache_dir if cache_dir is not None else cache_root()) / f"kafka-{KAFKA_VERSION}"
+    libs = home / "libs"
+    marker = home / "resolved.json"
+    pom = _resource("pom.xml")
+    stamp = _pom_stamp(pom)
+    if _is_resolved(marker, libs, stamp):
+        return libs
+    _require_java()  # Maven needs it too, and says so less clearly
+    mvn = _require("mvn", "Maven fetches Apache Kafka's jars once (apt-get install maven)")
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_resolved(marker, libs, stamp):  # another process resolved while we waited
             return libs
+        shutil.rmtree(libs, ignore_errors=True)  # jars of an older pom must not linger
         log.info("resolving Apache Kafka %s from Maven Central into %s", KAFKA_VERSION, libs)
-        started = time.monotonic()
-        proc = subprocess.run(
-            [
-                "mvn", "-B", "-q", "-f", str(_resource("pom.xml")),
-                "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
-                "-DincludeScope=runtime", f"-Dkafka.version={KAFKA_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        began = time.monotonic()
+        command = [
+            mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}", "-DincludeScope=runtime", f"-Dkafka.version={KAFKA_VERSION}",
+        ]
+        try:
+            proc = subprocess.run(
+                command, capture_output=True, text=True, check=False, timeout=_MAVEN_TIMEOUT
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LocalBrokerError(
+                f"Maven did not resolve Apache Kafka {KAFKA_VERSION} within {_MAVEN_TIMEOUT:.0f}s "
+                "(is Maven Central reachable?)"
+            ) from exc
+        output = (proc.stdout + proc.stderr).strip().splitlines()
         if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise LocalBrokerError(f"Maven could not resolve Apache Kafka {KAFKA_VERSION}:\n{tail}")
-        marker.write_text(f"{time.monotonic() - started:.1f}s\n")
-        log.info("resolved Kafka jars in %.1fs", time.monotonic() - started)
+            tail = "\n".join(output[-20:]) or "(no output)"
+            raise LocalBrokerError(
+                f"Maven could not resolve Apache Kafka {KAFKA_VERSION} (exit {proc.returncode}; "
+                f"command: {' '.join(command)}):\n{tail}"
+            )
+        jars = sorted(libs.glob("*.jar"))
+        if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
+            raise LocalBrokerError(
+                f"Maven succeeded but {libs} has no kafka_2.13-{KAFKA_VERSION}.jar "
+                f"({len(jars)} jars):\n" + "\n".join(output[-20:])
+            )
+        seconds = time.monotonic() - began
+        pending = marker.with_suffix(".tmp")
+        pending.write_text(json.dumps({"pom_sha256": stamp, "jars": len(jars), "seconds": round(seconds, 1)}))
+        pending.replace(marker)
+        log.info("resolved %d Kafka jars in %.1fs", len(jars), seconds)
     return libs
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on right now (Kafka cannot advertise port 0 itself)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def _check_port_free(port: int, what: str) -> None:
+    """Fail fast and clearly: otherwise Kafka dies on bind, or a probe reaches someone else's broker."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM does: TIME_WAIT is fine
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise LocalBrokerError(
+                f"the {what} port 127.0.0.1:{port} is already in use ({exc.strerror}); "
+                "is another broker running? pick another port (port=0 chooses a free one)"
+            ) from exc
+
+
 def new_cluster_id() -> str:
-    """Kafka's ``Uuid`` text form: base64url of 16 random bytes, never starting with '-'."""
+    """Kafka's ``Uuid`` text form (base64url of 16 random bytes, never a leading '-'), without a JVM."""
     while True:
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not text.startswith("-"):
             return text
 
 
-SERVER_PROPERTIES = """\
+_SERVER_PROPERTIES = """\
+# written by scrapeledger.broker on every start; edits are overwritten
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{cport}
@@ -108,250 +196,445 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={logs}
+# one node: every internal topic has replication factor 1 and few partitions
 num.partitions=1
 default.replication.factor=1
 min.insync.replicas=1
 offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
+offsets.topic.num.partitions=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+# the first consumer group joins at once instead of after 3 s
 group.initial.rebalance.delay.ms=0
+# every process creates its topics with explicit configs; a typo must not create a topic
 auto.create.topics.enable=false
 message.max.bytes=8388608
 replica.fetch.max.bytes=8388608
-log.segment.bytes=104857600
+# a small machine shared with tests: fewer threads, a small cleaner buffer (default 128 MiB)
+num.network.threads=2
+num.io.threads=4
 log.cleaner.dedupe.buffer.size=16777216
-log.retention.check.interval.ms=60000
+log.segment.bytes=104857600
 """
 
 
 class LocalBroker:
-    """One local Kafka node. ``with LocalBroker(port=0) as b: use(b.bootstrap)``.
+    """One local Kafka node: ``with LocalBroker(port=0) as broker: use(broker.bootstrap)``.
 
-    The data directory keeps the log, the formatted metadata and the chosen controller port, so
-    a broker stopped or killed can be started again on the same directory and port with its
-    records intact (tests use that to take the broker away and bring it back).
+    The data directory keeps the log, the formatted metadata (with its cluster id) and both ports,
+    so a broker that was stopped or killed starts again on the same directory and address with its
+    records intact; tests use that to take the broker away and bring it back. Without a data
+    directory a temporary one is used and removed by ``stop()``.
     """
 
     def __init__(self, port: int = 9092, data_dir: Path | None = None, heap: str = "384m") -> None:
-        self._temp: tempfile.TemporaryDirectory[str] | None = None
-        if data_dir is None:
-            self._temp = tempfile.TemporaryDirectory(prefix="scrapeledger-kafka-")
-            data_dir = Path(self._temp.name)
-        self.data_dir = Path(data_dir)
-        self.port = port or self._remembered("port") or free_port()
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0..65535, not {port}")
+        self._owns_dir = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir is not None else self._make_temp_dir()
         self.heap = heap
+        self.port = port or int(self._state().get("port") or 0) or free_port()
+        self.started_in: float | None = None
+        """Seconds the last ``start()`` took, from call to a topic being created."""
         self._proc: subprocess.Popen[str] | None = None
         self._pumper: threading.Thread | None = None
-        self._log: deque[str] = deque(maxlen=200)
-        self.started_in: float | None = None
+        self._log: deque[str] = deque(maxlen=400)
+        self._abort = threading.Event()
 
     # --- state kept in the data dir -----------------------------------------------------------
 
-    def _remembered(self, name: str) -> int | None:
-        path = self.data_dir / f"{name}.txt"
-        return int(path.read_text()) if path.exists() else None
+    @staticmethod
+    def _make_temp_dir() -> Path:
+        path = Path(tempfile.mkdtemp(prefix="scrapeledger-kafka-"))
+        _TEMP_DIRS.add(path)
+        return path
 
-    def _remember(self, name: str, value: int) -> None:
-        (self.data_dir / f"{name}.txt").write_text(str(value))
+    def _state(self) -> dict[str, int | str]:
+        try:
+            loaded = json.loads((self.data_dir / _STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
+    def _save_state(self, state: dict[str, int | str]) -> None:
+        pending = self.data_dir / f"{_STATE_FILE}.tmp"
+        pending.write_text(json.dumps(state, indent=1))
+        pending.replace(self.data_dir / _STATE_FILE)
+
+    # --- what callers read ---------------------------------------------------------------------
 
     @property
     def bootstrap(self) -> str:
+        """``bootstrap.servers`` for clients; stable across restarts on the same data dir."""
         return f"127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        """The JVM's pid while it runs (it leads its own process group), else None."""
+        return self._proc.pid if self.running() and self._proc is not None else None
 
     def running(self) -> bool:
+        """Whether the JVM process is alive (not whether it is ready)."""
         return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = _LOG_TAIL) -> str:
+        """The broker's last output lines (WARN and up, plus start-up), for error messages."""
+        return "\n".join(list(self._log)[-lines:])
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def _java(self) -> list[str]:
-        java = shutil.which("java")
-        if java is None:
-            raise LocalBrokerError(
-                "Java is not on PATH: Apache Kafka 4.x needs Java 17+ "
-                "(apt-get install openjdk-17-jre-headless)"
-            )
+    def _jvm(self, heap: str) -> list[str]:
+        java = _require_java()
         libs = kafka_classpath()
         return [
-            java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError", f"-XX:ErrorFile={self.data_dir}/hs_err_pid%p.log",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={_resource('log4j2.properties')}",
             "-cp", f"{libs}/*",
         ]
 
+    def _check_abort(self) -> None:
+        if self._abort.is_set():
+            raise BrokerStartAborted("start-up of the local broker was interrupted")
+
     def start(self, timeout: float = 120.0) -> str:
-        """Format (first time), start, and return the bootstrap address once a topic can be created."""
+        """Format storage (first time only), start the JVM, return the bootstrap once usable.
+
+        Raises :class:`LocalBrokerError` (with the broker's last log lines) if Java or Maven is
+        missing, the JVM exits, or no topic could be created within ``timeout`` seconds.
+        """
         if self.running():
             return self.bootstrap
         began = time.monotonic()
+        self._abort.clear()
+        if self._owns_dir and not self.data_dir.exists():  # stop() removed the previous temp dir
+            self.data_dir = self._make_temp_dir()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        java = self._java()
-        self._remember("port", self.port)
-        cport = self._remembered("controller_port") or free_port()
-        self._remember("controller_port", cport)
+        jvm = self._jvm(self.heap)
+        self._check_abort()
+        state = self._state()
+        cport = int(state.get("controller_port") or 0)
+        while cport in (0, self.port):
+            cport = free_port()
+        cluster_id = str(state.get("cluster_id") or new_cluster_id())
+        self._save_state({"port": self.port, "controller_port": cport, "cluster_id": cluster_id})
+        _check_port_free(self.port, "client")
+        _check_port_free(cport, "controller")
+        logs = self.data_dir / "logs"
         props = self.data_dir / "server.properties"
-        props.write_text(
-            SERVER_PROPERTIES.format(port=self.port, cport=cport, logs=self.data_dir / "logs")
-        )
-        if not (self.data_dir / "logs" / "meta.properties").exists():
-            fmt = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(props)],
-                capture_output=True, text=True, check=False,
+        props.write_text(_SERVER_PROPERTIES.format(port=self.port, cport=cport, logs=logs))
+        formatted = _formatted_cluster_id(logs)
+        if formatted is None:
+            self._format(self._jvm("128m"), props, cluster_id)
+        elif formatted != cluster_id:  # a dir formatted elsewhere: its metadata wins
+            cluster_id = formatted
+            self._save_state({"port": self.port, "controller_port": cport, "cluster_id": cluster_id})
+        self._check_abort()
+        self._launch(jvm, props)
+        try:
+            self._wait_ready(began + timeout, cluster_id)
+        except BaseException:
+            self.stop(timeout=10)  # a caller's `with` never reaches __exit__ when start() raises
+            raise
+        self.started_in = time.monotonic() - began
+        log.info("Kafka %s usable at %s after %.1fs (data in %s)",
+                 KAFKA_VERSION, self.bootstrap, self.started_in, self.data_dir)
+        return self.bootstrap
+
+    def _format(self, jvm: list[str], props: Path, cluster_id: str) -> None:
+        """``kafka-storage.sh format``: writes meta.properties and the bootstrap metadata."""
+        command = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
+        try:
+            fmt = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+        except subprocess.TimeoutExpired as exc:
+            raise LocalBrokerError("formatting Kafka storage took over 120s") from exc
+        if fmt.returncode != 0:
+            raise LocalBrokerError(
+                f"formatting Kafka storage in {props.parent} failed (exit {fmt.returncode}):\n"
+                f"{(fmt.stdout + fmt.stderr).strip()}"
             )
-            if fmt.returncode != 0:
-                raise LocalBrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+        log.debug("formatted %s: %s", props.parent, fmt.stdout.strip())
+
+    def _launch(self, jvm: list[str], props: Path) -> None:
+        self._release()
         self._log.clear()
-        self._close_pipe()
         self._proc = subprocess.Popen(
-            [*java, "kafka.Kafka", str(props)],
+            [*jvm, "kafka.Kafka", str(props)],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            start_new_session=True,  # our own process group: a Ctrl-C of a test runner reaches us once
+            encoding="utf-8",
+            errors="replace",
+            # own session and process group: a terminal's Ctrl-C reaches our Python process, which
+            # then shuts the broker down in order, instead of hitting the JVM mid-way
+            start_new_session=True,
         )
-        self._pumper = threading.Thread(target=self._pump, name="kafka-log", daemon=True)
+        _RUNNING.add(self._proc)
+        self._pumper = threading.Thread(
+            target=self._pump, args=(self._proc,), name=f"kafka-{self.port}-log", daemon=True
+        )
         self._pumper.start()
-        try:
-            self._wait_ready(began + timeout)
-        except BaseException:
-            self.kill()
-            raise
-        self.started_in = time.monotonic() - began
-        log.info("broker ready at %s in %.1fs", self.bootstrap, self.started_in)
-        return self.bootstrap
+        log.debug("started Kafka pid %d on %s", self._proc.pid, self.bootstrap)
 
-    def _pump(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        for line in proc.stdout:
-            self._log.append(line.rstrip())
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        """Drain the JVM's output (a full pipe would block it) and keep a tail for error messages."""
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip()
+            self._log.append(line)
             if " ERROR " in line or " FATAL " in line:
-                log.warning("kafka: %s", line.rstrip())
+                log.warning("kafka: %s", line)
 
-    def _wait_ready(self, deadline: float) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        probe = "__scrapeledger_ready"
+    def _check_progress(self, deadline: float) -> None:
+        """Raise if start-up cannot succeed any more: the JVM exited, time ran out, or an abort came."""
+        self._check_abort()
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            code = proc.returncode if proc is not None else None
+            self._release()
+            raise LocalBrokerError(
+                f"Kafka exited with code {code} while starting on {self.bootstrap}:\n{self.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise LocalBrokerError(
+                f"Kafka on {self.bootstrap} was not usable within the timeout:\n{self.log_tail()}"
+            )
+
+    def _await(self, future: Future[_T], deadline: float) -> _T:
+        """A client future's result, noticing a dead JVM or an abort within a fraction of a second."""
         while True:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise LocalBrokerError(
-                    f"Kafka exited with code {self._proc.returncode}:\n" + "\n".join(list(self._log)[-25:])
-                )
-            if time.monotonic() > deadline:
-                tail = "\n".join(list(self._log)[-25:])
-                raise LocalBrokerError(f"Kafka did not become ready in time:\n{tail}")
             try:
-                topics = admin.list_topics(timeout=2).topics
-                if probe in topics:
-                    return
-                futures = admin.create_topics([NewTopic(probe, 1, 1)], operation_timeout=10)
-                futures[probe].result(timeout=15)
-                return
+                return future.result(timeout=0.25)
+            except TimeoutError:
+                self._check_progress(deadline)
+
+    def _wait_ready(self, deadline: float, cluster_id: str) -> None:
+        """Poll until this cluster creates a probe topic; then delete it again."""
+        admin = AdminClient({
+            "bootstrap.servers": self.bootstrap,
+            "log_level": 0,  # connection refused is expected while the JVM starts
+            "socket.connection.setup.timeout.ms": 3000,
+            "reconnect.backoff.max.ms": 250,
+        })
+        probe = f"__scrapeledger-probe-{uuid.uuid4().hex[:12]}"
+        while True:
+            self._check_progress(deadline)
+            try:
+                seen = self._await(admin.describe_cluster(request_timeout=10), deadline)
+                if seen.cluster_id != cluster_id:
+                    raise LocalBrokerError(
+                        f"{self.bootstrap} is served by another Kafka cluster ({seen.cluster_id}, "
+                        f"ours is {cluster_id})"
+                    )
+                created = admin.create_topics(
+                    [NewTopic(probe, 1, 1)], operation_timeout=10, request_timeout=15
+                )
+                self._await(created[probe], deadline)
+                break
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
-                if err is not None and hasattr(err, "code") and err.code() == 36:  # TOPIC_ALREADY_EXISTS
-                    return
-            except Exception as exc:
-                log.debug("broker not ready yet: %r", exc)
-            time.sleep(0.25)  # poll interval between readiness checks, bounded by the deadline
+                if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    break  # an earlier attempt timed out on our side but succeeded
+                log.debug("Kafka on %s not usable yet: %s", self.bootstrap, exc)
+            time.sleep(0.2)  # pause between polls of a condition; the deadline bounds it
+        try:
+            deleted = admin.delete_topics([probe], operation_timeout=10, request_timeout=15)
+            self._await(deleted[probe], max(deadline, time.monotonic() + 20))
+        except KafkaException as exc:  # harmless leftover; the broker is usable either way
+            log.debug("could not delete probe topic %s: %s", probe, exc)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (Kafka shuts down cleanly), SIGKILL after ``timeout``; returns the exit code."""
-        proc = self._proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("Kafka did not stop in %.0fs; killing it", timeout)
-                proc.kill()
-                proc.wait()
-        self._close_pipe()
-        return proc.returncode
+        """SIGTERM (Kafka's controlled shutdown), SIGKILL after ``timeout`` s; returns the exit code.
 
-    def _close_pipe(self) -> None:
-        """Close the finished process's output pipe once its reader has drained it."""
+        A JVM stopped by SIGTERM exits with 143 (128 + 15). Removes the data dir if it is a
+        temporary one this broker made.
+        """
+        proc = self._proc
+        code: int | None = None
+        if proc is not None:
+            if proc.poll() is None:
+                self._signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("Kafka on %s did not stop within %.0fs; killing it", self.bootstrap, timeout)
+                    self._signal(signal.SIGKILL)
+                    proc.wait()
+            code = proc.returncode
+            self._release()
+        if self._owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            _TEMP_DIRS.discard(self.data_dir)
+        return code
+
+    def close(self) -> None:
+        """Same as :meth:`stop`, for ``contextlib.closing`` and older callers."""
+        self.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: the broker disappears as in a crash; ``start()`` brings it back, data intact."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            self._signal(signal.SIGKILL)
+            proc.wait()
+        self._release()
+
+    def _release(self) -> None:
+        """Forget a finished process: join its output reader, close the pipe."""
         proc = self._proc
         if proc is None or proc.poll() is None:
             return
         if self._pumper is not None:
             self._pumper.join(timeout=5)
+            self._pumper = None
         if proc.stdout is not None:
             proc.stdout.close()
-
-    def kill(self) -> None:
-        """SIGKILL: the broker disappears as in a crash; ``start()`` brings it back."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        self._close_pipe()
-
-    def close(self) -> None:
-        self.stop()
-        if self._temp is not None:
-            self._temp.cleanup()
-            self._temp = None
+        _RUNNING.discard(proc)
 
     def __enter__(self) -> LocalBroker:
         self.start()
         return self
 
     def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self.stop()
+
+
+def _formatted_cluster_id(logs: Path) -> str | None:
+    """The cluster id in ``meta.properties`` if the log dir is formatted, else None."""
+    try:
+        text = (logs / "meta.properties").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id":
+            return value.strip()
+    return None
+
+
+# Safety net for callers that forget stop(): the JVM runs in its own session, so nothing else
+# would end it when this Python process exits.
+_RUNNING: set[subprocess.Popen[str]] = set()
+_TEMP_DIRS: set[Path] = set()
+
+
+@atexit.register
+def _reap_at_exit() -> None:
+    for proc in list(_RUNNING):
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    for path in list(_TEMP_DIRS):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_foreground(port: int, data_dir: Path | None) -> int:
-    """``scrapeledger broker``: run until SIGTERM/SIGINT; print ``broker ready at ...`` when usable."""
+    """``scrapeledger broker``: start, print one ``broker ready at HOST:PORT ...`` line, run until signalled.
+
+    Other processes (``scrapeledger up``, tests) read stdout for that line instead of guessing with
+    sleeps, so it is printed only once the broker is usable and is the only line on stdout.
+    SIGTERM/SIGINT stop the broker cleanly and return 0; a broker that dies returns 1.
+    """
     broker = LocalBroker(port=port, data_dir=data_dir)
-    stop = threading.Event()
+    stopping = threading.Event()
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("%s: stopping the broker", signal.Signals(signum).name)
+        stopping.set()
+        broker._abort.set()  # a start-up still waiting gives up at its next poll
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        broker.start()
-    except LocalBrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        broker.close()
-        return 2
-    print(
-        f"broker ready at {broker.bootstrap} (Apache Kafka {KAFKA_VERSION}, KRaft, "
-        f"started in {broker.started_in:.1f}s, data in {broker.data_dir})",
-        flush=True,
-    )
-    code = 0
-    while not stop.wait(0.5):
-        if not broker.running():
-            print(f"error: Kafka exited with code {broker.stop()}", file=sys.stderr, flush=True)
-            code = 1
-            break
-    with contextlib.suppress(Exception):
-        broker.close()
-    return code
+        try:
+            broker.start()
+        except LocalBrokerError as exc:
+            broker.stop(timeout=10)
+            if stopping.is_set():
+                return 0
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 1
+        print(
+            f"broker ready at {broker.bootstrap} "
+            f"(Apache Kafka {KAFKA_VERSION}, started in {broker.started_in or 0.0:.1f} s)",
+            flush=True,
+        )
+        while not stopping.wait(0.5):
+            if not broker.running():
+                code = broker.stop()
+                print(f"error: Kafka exited with code {code}\n{broker.log_tail()}",
+                      file=sys.stderr, flush=True)
+                return 1
+        code = broker.stop()
+        if code not in (0, 143, -signal.SIGTERM):
+            print(f"error: Kafka did not shut down cleanly (exit {code})", file=sys.stderr, flush=True)
+            return 1
+        log.info("broker stopped")
+        return 0
+    finally:
+        broker.stop(timeout=10)  # no-op unless something above raised
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_USAGE = "usage: python -m scrapeledger.broker [--port PORT] [--data-dir DIR]"
+
+
+def _parse_args(argv: list[str]) -> tuple[int, Path | None]:
+    """``--port N`` / ``--port=N`` and ``--data-dir D``; the CLI proper is ``scrapeledger broker``."""
+    port, data_dir = 9092, None
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-h", "--help"):
+            print(_USAGE)
+            raise SystemExit(0)
+        name, has_value, value = arg.partition("=")
+        if name not in ("--port", "--data-dir"):
+            raise SystemExit(f"{_USAGE}\nunknown argument: {arg}")
+        if not has_value:
+            value = next(args, "")
+            if not value:
+                raise SystemExit(f"{_USAGE}\n{name} needs a value")
+        if name == "--port":
+            try:
+                port = int(value)
+            except ValueError:
+                raise SystemExit(f"{_USAGE}\n--port needs a number, not {value!r}") from None
+        else:
+            data_dir = Path(value)
+    return port, data_dir
 
 
 def _main(argv: list[str]) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m scrapeledger.broker")
-    ap.add_argument("--port", type=int, default=9092)
-    ap.add_argument("--data-dir", type=Path, default=None)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_foreground(args.port, args.data_dir)
+    port, data_dir = _parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("SCRAPELEDGER_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return run_foreground(port, data_dir)
 
 
 if __name__ == "__main__":

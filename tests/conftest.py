@@ -21,6 +21,7 @@ from hypothesis import settings as hypothesis_settings
 # filter for its own deprecation warning about httpx and fires it at import. Import it once here
 # with warnings silenced, so the filter list is restored and the tests' "error" filter stands.
 with warnings.catch_warnings():
+    import authlib.deprecate  # noqa: F401 - installs the "always" filter...
 
     warnings.simplefilter("ignore")  # ...which this one, now in front of it, overrides
     import quixstreams  # noqa: F401

@@ -163,6 +163,7 @@ class Client:
             assert conn is not None
             raw = await conn.read_message()
             if raw is None:  # connection closed
+                conn.close()
                 if self._closed:
                     return
                 self._connected.clear()

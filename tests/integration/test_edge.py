@@ -88,6 +88,7 @@ def test_sigterm_drains_jobs_in_flight_then_exits_cleanly(stack: Stack, pages: s
         result = await ws.recv()
         closed = await ws.conn.read_message()
         assert closed is None
+        ws.close()
         return result, ws.conn.close_code
 
     result, close_code = asyncio.run(go())
