@@ -20,6 +20,7 @@ from quixstreams.models.topics import Topic
 
 from scrapeledger import topics as T
 from scrapeledger.clients import producer_config
+from scrapeledger.observability import HealthServer, LagReporter
 from scrapeledger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class Processor:
     ) -> None:
         self.settings = settings
         self.name = name
+        # up before the broker wait: liveness must pass (no restart storm while Kafka is down)
+        # and readiness must answer "not ready" rather than refuse connections
+        self.health = HealthServer(settings.metrics_port, self.assigned, name)
         admin = T.wait_for_broker(settings)
         T.ensure_topics(settings, admin=admin)
         self.specs = {s.name: s for s in T.topic_specs(settings)}
@@ -124,9 +128,21 @@ class Processor:
     def route(self, value: Out, key: Any, timestamp: int, headers: Any) -> Topic:
         return self.topic(value.topic)
 
+    def assigned(self) -> bool:
+        """Readiness: this consumer holds partitions (so it is connected and in its group)."""
+        # Quix keeps its consumer private; absent (not built, not running) means not ready
+        app = getattr(self, "app", None)  # built after the broker wait
+        consumer = getattr(app, "_consumer", None)
+        return bool(consumer is not None and consumer.assignment())
+
     def run(self) -> None:
         log.info("%s started (group %s)", self.name, self.settings.group(self.name))
-        self.app.run()
+        lag = LagReporter(self.settings, self.name)
+        try:
+            self.app.run()
+        finally:
+            lag.close()
+            self.health.close()
         log.info("%s stopped", self.name)
 
     def _on_processing_error(self, exc: Exception, row: Any, logger: logging.Logger) -> bool:

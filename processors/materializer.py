@@ -17,6 +17,7 @@ import orjson
 import ledger as L
 from scrapeledger import topics as T
 from scrapeledger.errors import EventError
+from scrapeledger.observability import EVENTS, JOB_SECONDS, JOBS_FINISHED, POISON
 from scrapeledger.settings import Settings
 
 from ._app import Out, Processor, out_key
@@ -46,9 +47,11 @@ def delivery_record(state: L.JobState) -> bytes:
 
 def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -> list[Out]:
     """One ledger record in; new state, deliveries and poison notices out. Never raises on input."""
+    EVENTS.labels("state").inc()
     try:
         event = L.decode_event(raw)
     except EventError as exc:
+        POISON.labels("state").inc()
         log.warning("poison ledger record (key %s) sent to DLQ: %s", key, exc)
         return [Out(T.DLQ, key or "", poison_record(raw, key, str(exc), pod))]
     if key != event.job_id:
@@ -68,6 +71,10 @@ def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -
     data = after.to_dict()
     state.set(STATE_KEY, data)
     outs = [Out(T.JOB_STATE, event.job_id, orjson.dumps(data))]
+    if after.terminal and not (before is not None and before.terminal):
+        JOBS_FINISHED.labels(after.status).inc()
+        if after.submitted_at is not None and after.finished_at is not None:
+            JOB_SECONDS.observe(max(0.0, after.finished_at - after.submitted_at))
     due = L.deliveries_due(before, after, event)
     if due:
         notice = delivery_record(after)

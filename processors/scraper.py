@@ -33,6 +33,7 @@ from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff
 from scrapeledger import topics as T
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import EventError, ScrapeledgerError
+from scrapeledger.observability import ATTEMPTS, EVENTS, FETCH_SECONDS, IN_FLIGHT
 from scrapeledger.settings import Settings
 
 from ._app import Processor
@@ -44,6 +45,7 @@ SINK_WINDOW_FACTOR = 4
 
 def scrape_trigger(raw: bytes) -> L.FetchSpec | None:
     """The fetch request in a ledger record, or None for records the scraper does not act on."""
+    EVENTS.labels("scraper").inc()
     if not L.may_be(raw, L.SCRAPE_TRIGGERS):
         return None
     try:
@@ -283,7 +285,19 @@ class FetchSink(BaseSink):
             wait = trigger.not_before - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-        result = await self._fetcher.fetch(
+        started = time.perf_counter()
+        IN_FLIGHT.inc()
+        try:
+            result = await self._fetch(trigger)
+        finally:
+            IN_FLIGHT.dec()
+        FETCH_SECONDS.observe(time.perf_counter() - started)
+        ATTEMPTS.labels("ok" if isinstance(result, FetchOk) else result.code).inc()
+        await self._record(trigger, result)
+
+    async def _fetch(self, trigger: L.FetchSpec) -> FetchOk | FetchError:
+        assert self._fetcher is not None
+        return await self._fetcher.fetch(
             FetchRequest(
                 url=trigger.url,
                 headers=dict(trigger.headers),
@@ -291,6 +305,10 @@ class FetchSink(BaseSink):
                 proxy=trigger.proxy,
             )
         )
+
+    async def _record(self, trigger: L.FetchSpec, result: FetchOk | FetchError) -> None:
+        """Write the body (if any) and the attempt's events; return once Kafka acknowledged them."""
+        assert self._producer is not None
         settings = self.settings
         body_ref: tuple[int, int] | None = None
         body_inline: str | None = None

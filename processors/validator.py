@@ -17,6 +17,7 @@ import ledger as L
 from processors.fetch import Rejection, check_address, validate_url
 from scrapeledger import topics as T
 from scrapeledger.errors import EventError
+from scrapeledger.observability import EVENTS, POISON
 from scrapeledger.settings import Settings
 
 from ._app import Out, Processor, out_key
@@ -53,11 +54,13 @@ def check_request(event: L.FetchSpec, *, allow_private: bool) -> str:
 
 def validate_step(raw: bytes, settings: Settings) -> list[Out]:
     """One ledger record in, the validator's events out. Total: never raises on bad input."""
+    EVENTS.labels("validator").inc()
     if not L.may_be(raw, (L.JobSubmitted,)):
         return []
     try:
         event = L.decode_event(raw)
     except EventError as exc:
+        POISON.labels("validator").inc()
         log.warning("skipping undecodable ledger record: %s", exc)
         return []
     if not isinstance(event, L.JobSubmitted):

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     # --- identity ------------------------------------------------------------------------------
     pod_name: str = Field(default_factory=socket.gethostname, validation_alias=_env("POD_NAME"))
 
+    metrics_port: int = Field(
+        9000, ge=0, le=65535, validation_alias=_env("METRICS_PORT"),
+        description="Processors' /healthz, /readyz and /metrics port (the edge uses EDGE_PORT).",
+    )
+
     # --- edge ----------------------------------------------------------------------------------
     edge_port: int = Field(3001, ge=0, le=65535, validation_alias=_env("EDGE_PORT"))
     edge_max_frame_bytes: int = Field(

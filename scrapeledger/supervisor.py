@@ -86,7 +86,12 @@ def run_stack(*, edge_port: int, kafka_port: int, data_dir: Path) -> int:
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
         broker, bootstrap = start_broker(kafka_port, data_dir, env)
         env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-    children = [Child(name, _cli(name), env) for name in COMPONENTS]
+    # one metrics port each (state 9100, validator 9101, scraper 9102 by default)
+    base = int(env.get("METRICS_PORT", "9100"))
+    children = [
+        Child(name, _cli(name), {**env, "METRICS_PORT": str(base + i) if base else "0"})
+        for i, name in enumerate(COMPONENTS)
+    ]
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -21,6 +21,7 @@ import tornado.websocket
 
 import ledger as L
 from scrapeledger.errors import BrokerError, ProtocolError
+from scrapeledger.observability import JOBS_SUBMITTED, RESULTS_SENT, WS_CONNECTIONS, render
 from scrapeledger.settings import Settings
 
 from ._kafka import Delivery, EdgeKafka
@@ -60,6 +61,7 @@ class Edge:
             [
                 (r"/healthz", Healthz),
                 (r"/readyz", Readyz, {"edge": self}),
+                (r"/metrics", Metrics),
                 (r"/", JobSocket, {"edge": self}),
                 (r"/ws", JobSocket, {"edge": self}),
             ],
@@ -68,10 +70,18 @@ class Edge:
         )
 
     async def start(self, port: int | None = None) -> int:
-        """Connect to Kafka, then listen; returns the bound port (``port=0`` picks one)."""
-        loop = asyncio.get_running_loop()
-        self.kafka.start(loop)
+        """Listen, then connect to Kafka; returns the bound port (``port=0`` picks one)."""
+        bound = self.listen(port)
+        await self.connect()
+        return bound
+
+    async def connect(self) -> None:
+        """Start the Kafka side; ``/readyz`` turns ready once this pod's deliveries are read."""
+        self.kafka.start(asyncio.get_running_loop())
         await self.kafka.wait_ready(timeout=self.settings.broker_wait_s)
+
+    def listen(self, port: int | None = None) -> int:
+        """Serve HTTP at once, so liveness passes (and readiness says no) while Kafka is away."""
         self._server = tornado.httpserver.HTTPServer(self.application())
         sockets = tornado.netutil.bind_sockets(
             self.settings.edge_port if port is None else port, address=""
@@ -135,6 +145,7 @@ class Edge:
             return
         finally:
             self.pending_submits -= 1
+        JOBS_SUBMITTED.inc()
         log.info("job %s submitted: %s", job_id, req.url)
         sock.send(accepted_frame(job_id, req.ref))
 
@@ -168,6 +179,7 @@ class Edge:
                     sock.send(unknown_job_frame(state.job_id, ref))
                     continue
                 sock.send(result_frame(state, html, ref))
+                RESULTS_SENT.inc()
             if state.status != "unknown":
                 self.kafka.append_nowait(
                     L.ResultDelivered(
@@ -208,7 +220,11 @@ class JobSocket(tornado.websocket.WebSocketHandler):
         if self.edge.draining:
             self.close(1001, "edge shutting down")
             return
+        if not self.edge.ready:
+            self.close(1013, "edge not ready; try again later")
+            return
         self.edge.sockets.add(self)
+        WS_CONNECTIONS.inc()
 
     def on_message(self, message: str | bytes) -> None:
         try:
@@ -239,6 +255,8 @@ class JobSocket(tornado.websocket.WebSocketHandler):
         self.write_message(frame.decode()).add_done_callback(_ignore_closed)
 
     def on_close(self) -> None:
+        if self in self.edge.sockets:
+            WS_CONNECTIONS.dec()
         self.edge.disconnected(self, self.jobs)
 
 
@@ -254,6 +272,15 @@ class Healthz(tornado.web.RequestHandler):
 
     def get(self) -> None:
         self.write("ok\n")
+
+
+class Metrics(tornado.web.RequestHandler):
+    """Prometheus exposition of this pod's metrics."""
+
+    def get(self) -> None:
+        body, ctype = render()
+        self.set_header("Content-Type", ctype)
+        self.write(body)
 
 
 class Readyz(tornado.web.RequestHandler):
@@ -278,10 +305,13 @@ async def serve(settings: Settings, port: int | None = None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    admin = await loop.run_in_executor(None, lambda: wait_for_broker(settings))
-    await loop.run_in_executor(None, lambda: ensure_topics(settings, admin=admin))
     edge = Edge(settings)
-    bound = await edge.start(port)
+    bound = edge.listen(port)
+    admin = await loop.run_in_executor(
+        None, lambda: wait_for_broker(settings, should_stop=stop.is_set)
+    )
+    await loop.run_in_executor(None, lambda: ensure_topics(settings, admin=admin))
+    await edge.connect()
     print(f"edge {settings.pod_name} ready on port {bound}", flush=True)
     await stop.wait()
     log.info("edge %s: SIGTERM, draining", settings.pod_name)

@@ -7,7 +7,7 @@ proxies and the SSRF guard, and turns every outcome into :class:`FetchOk` or :cl
 """
 
 from ._backoff import backoff_delay
-from ._classify import classify_exception, classify_response, retry_after_seconds
+from ._classify import classify, classify_exception, classify_response, retry_after_seconds
 from ._errors import Rejection, ResolutionError
 from ._fetcher import Fetcher
 from ._guard import check_address, resolve_and_check
@@ -23,6 +23,7 @@ __all__ = [
     "ResolutionError",
     "backoff_delay",
     "check_address",
+    "classify",
     "classify_exception",
     "classify_response",
     "resolve_and_check",

@@ -13,6 +13,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator, Mapping
+from typing import overload
 
 import aiohttp
 import httpx
@@ -50,6 +51,24 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+
+
+@overload
+def classify(outcome: httpx.Response) -> FetchError | None: ...
+@overload
+def classify(outcome: BaseException) -> FetchError: ...
+def classify(outcome: httpx.Response | BaseException) -> FetchError | None:
+    """THE classification: a response or an exception of a fetch -> ``None`` (keep the
+    response) or the :class:`FetchError` it stands for. Never raises.
+
+    The one function the fetcher calls at both of its exits, so the whole retry policy is read
+    here: 4xx permanent except 408/429; 5xx, 408, 429 (with ``Retry-After``), timeouts, refused
+    or reset connections, DNS and proxy failures retryable; a guard refusal, TLS, a bad URL or
+    redirect permanent; anything unforeseen retryable ``fetch_error`` naming its type.
+    """
+    if isinstance(outcome, httpx.Response):
+        return classify_response(outcome.status_code, outcome.headers)
+    return classify_exception(outcome)
 
 
 def classify_exception(exc: BaseException) -> FetchError:

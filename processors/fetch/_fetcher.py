@@ -21,7 +21,7 @@ import httpx
 from scrapeledger.errors import ConfigError
 from scrapeledger.settings import Settings
 
-from ._classify import REDIRECT_STATUSES, classify_exception, classify_response
+from ._classify import REDIRECT_STATUSES, classify
 from ._errors import Rejection
 from ._guard import AddressGuard
 from ._limits import HostSlots
@@ -87,7 +87,7 @@ class Fetcher:
         self,
         *,
         allow_private: bool,
-        proxies: Sequence[str] = (),
+        proxies: Sequence[str] | None = None,
         concurrency: int = 64,
         per_host: int = 16,
         timeout_s: float = 20.0,
@@ -98,6 +98,7 @@ class Fetcher:
     ) -> None:
         if concurrency < 1 or per_host < 1 or timeout_s <= 0 or max_redirects < 0 or max_body_bytes < 0:
             raise ConfigError("fetcher limits must be positive")
+        proxies = () if proxies is None else proxies
         for proxy in proxies:
             if (problem := _proxy_problem(proxy)) is not None:
                 raise ConfigError(problem)
@@ -183,7 +184,7 @@ class Fetcher:
         except TimeoutError:
             return FetchError("timeout", f"no complete response within {timeout_s:g}s", retryable=True)
         except Exception as exc:  # the boundary: whatever went wrong becomes a coded result
-            return classify_exception(exc)
+            return classify(exc)
 
     def _route(self, proxy: str | None) -> Route | FetchError:
         if proxy is not None:
@@ -225,7 +226,7 @@ class Fetcher:
                     location = redirect.location
                 else:
                     try:
-                        error = classify_response(response.status_code, response.headers)
+                        error = classify(response)
                         if error is not None:
                             return error
                         body, truncated = await self._read_body(response)

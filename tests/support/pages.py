@@ -1,43 +1,49 @@
 """Local page server for tests and benches: a small, fast HTTP/1.1 server on bare asyncio.
 
-Why not aiohttp.web or Tornado: benches compare HTTP clients that reach ~10,000 pages/s on two
-cores, so the fixture server must not be the ceiling. This protocol-level server (keep-alive,
-one write per response) costs ~60 µs of CPU per request, 1 KB or 47 KB pages alike - about
-15,000 requests/s per core (measured 2026-11-29 with aiohttp at 64 in flight).
+Why not aiohttp.web (the first idea) or Tornado: benches compare HTTP clients that reach ~10,000
+pages/s on two cores, so the fixture server must not be the ceiling. This protocol-level server
+(keep-alive, one write per response) costs ~60 µs of CPU per request, 1 KB or 47 KB pages alike -
+about 15,000 requests/s per core (measured 2026-11-29 with aiohttp at 64 in flight).
 
 Routes (GET or HEAD; request bodies are read and ignored; an unknown path answers 404):
 
 =================================  ===========================================================
-``/page/<n>[?kb=K]``               200 ``text/html`` whose title and body name ``n``; padded to
-                                   about K KiB when ``kb`` is given (default about 1 KiB)
+``/page/<n>[?kb=K]``               200 ``text/html`` with ``<title>page n</title>`` and the text
+                                   ``page n `` (trailing space), padded to exactly K KiB
+                                   (default 2)
 ``/slow?ms=M``                     200 small page after M milliseconds (default 200)
 ``/status/<code>[?retry_after=V]`` that status with a small body; ``Retry-After: V`` when given
                                    (seconds or an HTTP-date, URL-encoded)
-``/redirect/<n>[?to=URL&code=C]``  a chain of n redirects (n >= 1; status C, default 302), with
-                                   relative ``Location``: ``/redirect/n`` -> ``/redirect/n-1``
-                                   -> ... -> ``/page/0``; with ``to`` the last hop goes to URL
+``/redirect/<n>[?to=URL&code=C]``  302 (or C) with a relative ``Location``: ``/redirect/n`` ->
+                                   ``/redirect/n-1`` -> ... -> ``/redirect/0`` -> ``/page/0`` (or
+                                   URL), so ``/redirect/3`` ends at ``/page/0`` after 4 redirects.
+                                   Relative, so a client that came as ``localhost`` stays there
 ``/flaky/<key>?fail=F``            503 for the first F requests per key (default 2), then 200
-``/big?bytes=N``                   200 ``text/html`` of exactly N ASCII bytes, streamed with
+``/big?bytes=N``                   200 ``text/html`` of exactly N bytes of ``x``, streamed with
                                    flow control (any N)
 ``/hang``                          never answers; holds the connection until the client leaves
 ``/gate/<key>``                    waits until ``/release/<key>`` has been requested, then 200
 ``/release/<key>``                 opens gate ``key`` for good (earlier and later waiters pass)
 ``/headers``                       200 JSON object of the request headers received (lower-case)
 ``/multi-header``                  200 with two ``X-Multi`` and two ``Set-Cookie`` headers
+``/count``                         200 JSON: per route (``/page``, ``/slow``, ``/hang``...)
+                                   ``concurrent``, ``max_concurrent`` and ``total``
+``/reset``                         forgets totals, maxima and flaky counts (200)
 ``/stats``                         200 JSON: ``requests``, ``in_flight``, ``max_in_flight``,
                                    ``hits`` (count per path, query excluded)
 =================================  ===========================================================
 
 In-process use (tests; same event loop as the code under test)::
 
-    async with PageServer() as pages:          # or: pages = await PageServer().start()
+    runner, base_url = await start()           # runner.cleanup() stops it, like an aiohttp runner
+    async with PageServer() as pages:          # or the object itself
         url = pages.url + "/page/1"            # http://127.0.0.1:<port>
         await pages.wait_until(lambda: pages.hits["/gate/a"] == 2)
         pages.release("a")
 
-Besides ``/stats``, the object exposes ``hits``, ``in_flight``, ``max_in_flight`` and ``events``
-(an ordered log of ``("arrive" | "done", path)``), so tests assert ordering from what the server
-saw instead of from wall-clock thresholds.
+Besides ``/count`` and ``/stats``, the object exposes ``hits``, ``in_flight``, ``max_in_flight``,
+``routes`` and ``events`` (an ordered log of ``("arrive" | "done", path)``), so tests assert
+ordering from what the server saw instead of from wall-clock thresholds.
 
 As a process (integration tests, benches)::
 
@@ -67,6 +73,21 @@ _REASONS = {
 }
 
 Handler = Coroutine[Any, Any, None]
+_UNCOUNTED = frozenset({"/count", "/reset", "/stats"})  # observing must not change what is observed
+
+
+class _RouteCount:
+    __slots__ = ("concurrent", "max_concurrent", "total")
+
+    def __init__(self) -> None:
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self.total = 0
+
+
+def _route_of(path: str) -> str:
+    """``/page/7`` -> ``/page``: the unit the concurrency counters are kept per."""
+    return "/" + path.split("/", 2)[1] if path.startswith("/") else path
 
 
 def response(
@@ -89,10 +110,14 @@ def response(
     ) + body
 
 
+DEFAULT_PAGE_KB = 2
+
+
 def page_html(n: str, kb: int | None = None) -> bytes:
-    """The HTML of ``/page/<n>``: names n twice so a test can tell pages apart."""
-    head = f"<!doctype html><html><head><title>page {n}</title></head><body><h1>page {n}</h1>"
-    return head.encode() + _padding(1024 if kb is None else kb * 1024, len(head))
+    """The HTML of ``/page/<n>``: names n twice (title, and ``page n `` in the text) so a test can
+    tell pages apart, padded to exactly ``kb`` KiB so benches know the size they measure."""
+    head = f"<!doctype html><html><head><title>page {n}</title></head><body><h1>page {n} </h1>"
+    return head.encode() + _padding((DEFAULT_PAGE_KB if kb is None else kb) * 1024, len(head.encode()))
 
 
 @functools.lru_cache(maxsize=256)
@@ -114,6 +139,7 @@ class PageServer:
         self.max_in_flight = 0
         self.hits: collections.Counter[str] = collections.Counter()
         self.events: collections.deque[tuple[str, str]] = collections.deque(maxlen=100_000)
+        self.routes: dict[str, _RouteCount] = {}
         self._flaky: collections.Counter[str] = collections.Counter()
         self._gates: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Event()
@@ -136,6 +162,10 @@ class PageServer:
             for conn in list(self._connections):
                 conn.abort()
             await self._server.wait_closed()
+
+    async def cleanup(self) -> None:
+        """Same as :meth:`close`; the name an ``aiohttp.web.AppRunner`` uses."""
+        await self.close()
 
     async def __aenter__(self) -> PageServer:
         return await self.start()
@@ -172,17 +202,48 @@ class PageServer:
             gate = self._gates[key] = asyncio.Event()
         return gate
 
+    def count(self) -> dict[str, dict[str, int]]:
+        """Per route: requests being served now, the most at once, and how many in all."""
+        return {
+            route: {"concurrent": c.concurrent, "max_concurrent": c.max_concurrent, "total": c.total}
+            for route, c in sorted(self.routes.items())
+        }
+
+    def reset(self) -> None:
+        """Forget history (totals, maxima, hits, events, flaky counts); requests being served
+        stay counted as concurrent, so the counters never go negative when they finish."""
+        self.requests = 0
+        self.max_in_flight = self.in_flight
+        self.hits.clear()
+        self.events.clear()
+        self._flaky.clear()
+        for c in self.routes.values():
+            c.total = 0
+            c.max_concurrent = c.concurrent
+        self._notify()
+
     def _arrive(self, path: str) -> None:
         self.requests += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.hits[path] += 1
         self.events.append(("arrive", path))
+        route = _route_of(path)
+        if route not in _UNCOUNTED:
+            c = self.routes.get(route)
+            if c is None:
+                c = self.routes[route] = _RouteCount()
+            c.concurrent += 1
+            c.total += 1
+            c.max_concurrent = max(c.max_concurrent, c.concurrent)
         self._notify()
 
     def _done(self, path: str) -> None:
         self.in_flight -= 1
         self.events.append(("done", path))
+        c = self.routes.get(_route_of(path))
+        if c is not None:
+            c.concurrent -= 1
         self._notify()
 
     # --- routing ---------------------------------------------------------------------------
@@ -208,7 +269,7 @@ class PageServer:
             n = int(arg)
             carry = urlencode([(k, v) for k, vs in query.items() for v in vs if k in ("to", "code")])
             nxt = f"/redirect/{n - 1}" + (f"?{carry}" if carry else "")
-            target = nxt if n > 1 else q("to", "/page/0")
+            target = nxt if n > 0 else q("to", "/page/0")
             return response(int(q("code", "302")), b"", headers=(("Location", target),))
         if name == "flaky" and arg:
             self._flaky[arg] += 1
@@ -231,6 +292,11 @@ class PageServer:
         if name == "multi-header":
             multi = (("X-Multi", "a"), ("X-Multi", "b"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"))
             return response(200, b"multi\n", content_type=b"text/plain", headers=multi)
+        if name == "count":
+            return response(200, json.dumps(self.count()).encode(), content_type=b"application/json")
+        if name == "reset":
+            self.reset()
+            return response(200, b"reset\n", content_type=b"text/plain")
         if name == "stats":
             stats = {"requests": self.requests, "in_flight": self.in_flight,
                      "max_in_flight": self.max_in_flight, "hits": dict(self.hits)}
@@ -388,6 +454,13 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
         elif self._buf:
             self._process()
+
+
+async def start(port: int = 0, host: str = "127.0.0.1") -> tuple[PageServer, str]:
+    """Start a page server in the running loop; return it (``await it.cleanup()`` stops it) and
+    its base URL, ``http://127.0.0.1:<port>``."""
+    server = await PageServer(host, port).start()
+    return server, server.url
 
 
 async def _serve(host: str, port: int) -> None:

@@ -78,6 +78,7 @@ class Stack:
             "SCRAPER_TIMEOUT_S": "3",
             "SCRAPELEDGER_COMMIT_INTERVAL_S": "0.2",
             "EDGE_DRAIN_S": "2",
+            "METRICS_PORT": "0",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }

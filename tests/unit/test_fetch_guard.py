@@ -150,7 +150,7 @@ def test_a_redirect_to_a_private_address_is_blocked(target: str) -> None:
             fetcher = Fetcher(allow_private=False, allow_networks=["127.0.0.2/32"], timeout_s=5)
             async with fetcher:
                 ok = await _fetch(fetcher, f"{outer.url}/redirect/2")
-                assert isinstance(ok, FetchOk) and ok.redirects == 2, ok  # the guard is on, not broken
+                assert isinstance(ok, FetchOk) and ok.redirects == 3, ok  # the guard is on, not broken
                 hop = target.format(inner=inner.port)
                 result = await _fetch(fetcher, f"{outer.url}/redirect/2?to={hop}")
                 assert isinstance(result, FetchError), result

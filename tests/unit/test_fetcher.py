@@ -10,19 +10,25 @@ import asyncio
 import datetime
 import email.utils
 import json
+import random
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import processors.fetch
-from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest
+from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff_delay
 from scrapeledger.errors import ConfigError
 from scrapeledger.settings import Settings
+from tests.support import pages as pages_module
 from tests.support.pages import PageServer
 from tests.support.proxy import spawn_proxy
 
@@ -70,7 +76,7 @@ def closed_port() -> int:
 def test_the_public_api_is_pinned() -> None:
     assert sorted(processors.fetch.__all__) == [
         "FetchError", "FetchOk", "FetchRequest", "Fetcher", "Rejection", "ResolutionError",
-        "backoff_delay", "check_address", "classify_exception", "classify_response",
+        "backoff_delay", "check_address", "classify", "classify_exception", "classify_response",
         "resolve_and_check", "retry_after_seconds", "validate_url",
     ]
 
@@ -85,7 +91,8 @@ def test_a_page_comes_back_with_its_metadata() -> None:
             result = ok(await fetcher.fetch(FetchRequest(url)))
             assert result.url == url and result.final_url == url
             assert result.http_status == 200 and result.redirects == 0
-            assert b"<title>page 42</title>" in result.body and len(result.body) == 3 * 1024
+            assert b"<title>page 42</title>" in result.body and b"page 42 " in result.body
+            assert len(result.body) == 3 * 1024
             assert not result.truncated
             assert result.headers["content-type"] == "text/html; charset=utf-8"
             assert result.headers["content-length"] == str(3 * 1024)
@@ -120,16 +127,22 @@ def test_request_headers_user_agent_and_no_shared_cookies() -> None:
 
 
 def test_a_redirect_chain_ends_at_the_final_url() -> None:
-    result = ok(fetch_one("/redirect/3"))
-    assert result.redirects == 3
-    assert result.final_url.endswith("/page/0")
-    assert b"page 0" in result.body
+    async def body(pages: PageServer) -> None:
+        async with Fetcher(allow_private=True) as fetcher:
+            # /redirect/3 -> 2 -> 1 -> 0 -> /page/0, relative Locations: the host name is kept
+            start = f"http://localhost:{pages.port}/redirect/3"
+            result = ok(await fetcher.fetch(FetchRequest(start)))
+            assert (result.url, result.redirects, result.http_status) == (start, 4, 200)
+            assert result.final_url == f"http://localhost:{pages.port}/page/0"
+            assert b"<title>page 0</title>" in result.body
+
+    scenario(body)
 
 
 @pytest.mark.parametrize("code", [301, 303, 307, 308])
 def test_every_redirect_status_is_followed(code: int) -> None:
     result = ok(fetch_one(f"/redirect/2?code={code}"))
-    assert (result.redirects, result.http_status) == (2, 200)
+    assert (result.redirects, result.http_status) == (3, 200)
 
 
 def test_credentials_stay_on_their_origin_across_redirects() -> None:
@@ -150,8 +163,8 @@ def test_credentials_stay_on_their_origin_across_redirects() -> None:
 
 
 def test_too_many_redirects_is_permanent() -> None:
-    assert ok(fetch_one("/redirect/3", max_redirects=3)).redirects == 3
-    result = err(fetch_one("/redirect/4", max_redirects=3))
+    assert ok(fetch_one("/redirect/2", max_redirects=3)).redirects == 3
+    result = err(fetch_one("/redirect/3", max_redirects=3))
     assert (result.code, result.retryable) == ("too_many_redirects", False)
 
 
@@ -351,6 +364,7 @@ def test_global_concurrency_reaches_its_bound_and_stops_there() -> None:
             results = await asyncio.gather(*tasks, other)
         assert all(isinstance(r, FetchOk) for r in results)
         assert pages.max_in_flight == 64
+        assert pages.count()["/gate"] == {"concurrent": 0, "max_concurrent": 64, "total": 100}
         assert pages.hits["/gate/g"] == 100
         assert len(fetcher.host_slots) == 0  # per-host entries are dropped when idle
 
@@ -380,7 +394,7 @@ def test_a_redirect_chain_stays_on_one_proxy(proxies: tuple[str, str]) -> None:
     async def body(pages: PageServer) -> None:
         async with Fetcher(allow_private=True, proxies=list(proxies)) as fetcher:
             result = ok(await fetcher.fetch(FetchRequest(f"{pages.url}/redirect/3")))
-            assert result.redirects == 3 and result.headers["x-via-proxy"] == "a"
+            assert result.redirects == 4 and result.headers["x-via-proxy"] == "a"
 
     scenario(body)
 
@@ -449,6 +463,10 @@ def test_through_a_proxy_the_target_is_still_guarded(proxies: tuple[str, str]) -
 def test_unsupported_proxies_in_settings_fail_at_start() -> None:
     with pytest.raises(ConfigError):
         Fetcher(allow_private=False, proxies=["socks5://127.0.0.1:1080"])
+
+
+def test_no_proxies_may_be_given_as_none() -> None:
+    assert Fetcher(allow_private=False, proxies=None).proxies == ()
 
 
 def test_from_settings() -> None:
@@ -554,3 +572,76 @@ def test_an_untrusted_certificate_is_a_permanent_tls_error(
 
     for result in asyncio.run(main()):
         assert (result.code, result.retryable) == ("tls_error", False), result
+
+
+# --- backoff_delay: the properties the scraper's retry schedule relies on ----------------------
+
+
+@given(st.integers(1, 200), st.floats(0, 60), st.floats(0, 600), st.integers(0, 2**32))
+def test_backoff_without_retry_after_stays_within_zero_and_the_cap(
+    attempt: int, base: float, cap: float, seed: int
+) -> None:
+    assert 0 <= backoff_delay(attempt, base_s=base, cap_s=cap, rng=random.Random(seed)) <= cap
+
+
+@given(st.integers(1, 200), st.floats(0, 60), st.floats(0, 600), st.floats(0.001, 1e6), st.integers(0, 2**32))
+def test_backoff_waits_at_least_retry_after_up_to_300s(
+    attempt: int, base: float, cap: float, retry_after: float, seed: int
+) -> None:
+    d = backoff_delay(attempt, base_s=base, cap_s=cap, retry_after_s=retry_after, rng=random.Random(seed))
+    assert d >= min(retry_after, 300)
+    assert d <= max(cap, 300)
+
+
+# --- the page server itself ------------------------------------------------------------------
+
+
+def test_page_server_routes_counters_and_reset() -> None:
+    async def main() -> None:
+        runner, base = await pages_module.start()
+        try:
+            async with Fetcher(allow_private=True) as fetcher:
+                page = ok(await fetcher.fetch(FetchRequest(base + "/page/9")))
+                assert len(page.body) == 2048 and b"page 9 " in page.body  # 2 KB by default
+                ok(await fetcher.fetch(FetchRequest(base + "/slow?ms=20")))
+                gated = [
+                    asyncio.create_task(fetcher.fetch(FetchRequest(f"{base}/gate/c?i={i}"))) for i in range(3)
+                ]
+                await runner.wait_until(lambda: runner.count().get("/gate", {}).get("concurrent") == 3)
+                runner.release("c")
+                assert all(isinstance(r, FetchOk) for r in await asyncio.gather(*gated))
+                big = ok(await fetcher.fetch(FetchRequest(base + "/big?bytes=5000")))
+                assert big.body == b"x" * 5000
+                counts = json.loads(ok(await fetcher.fetch(FetchRequest(base + "/count"))).body)
+                assert counts["/gate"] == {"concurrent": 0, "max_concurrent": 3, "total": 3}
+                assert counts["/slow"] == {"concurrent": 0, "max_concurrent": 1, "total": 1}
+                assert counts["/page"]["total"] == 1 and "/count" not in counts
+                ok(await fetcher.fetch(FetchRequest(base + "/reset")))
+                counts = json.loads(ok(await fetcher.fetch(FetchRequest(base + "/count"))).body)
+                assert counts["/gate"] == {"concurrent": 0, "max_concurrent": 0, "total": 0}
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def test_page_server_runs_as_a_process_and_says_its_port() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.pages", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the server printed: readiness, not a sleep
+        assert line.startswith("pages listening on ")
+        port = int(line.split()[-1])
+
+        async def main() -> FetchOk | FetchError:
+            async with Fetcher(allow_private=True) as fetcher:
+                return await fetcher.fetch(FetchRequest(f"http://127.0.0.1:{port}/page/3"))
+
+        assert b"<title>page 3</title>" in ok(asyncio.run(main())).body
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
