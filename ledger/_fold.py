@@ -191,7 +191,10 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
         case JobExpired():
             if state.status == "expired":
                 return {}
-            return _finish(event, "expired", result=None)
+            return _finish(
+                event, "expired", result=None, headers={},
+                error=JobError(code="expired", message="the result left the replay window"),
+            )
         case JobRedriven():
             if state.status not in REDRIVABLE:
                 return {}
@@ -258,7 +261,7 @@ def deliveries_due(before: JobState | None, after: JobState, event: Event) -> tu
     a job that is already terminal, that pod gets it. Together these cover both orders of
     "attach" and "finish", so no interleaving loses a result.
     """
-    if after is before or not after.terminal or after.status == "expired":
+    if after is before or not after.terminal:
         return ()
     was_terminal = before is not None and before.terminal
     if not was_terminal:

@@ -70,7 +70,12 @@ def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -
         return []
     data = after.to_dict()
     state.set(STATE_KEY, data)
-    outs = [Out(T.JOB_STATE, event.job_id, orjson.dumps(data))]
+    if after.status == "expired":
+        # out of the replay window: the compacted topic forgets the job (tombstone); the store
+        # keeps the small stub so a late resume hears "expired", not "unknown"
+        outs = [Out(T.JOB_STATE, event.job_id, None)]
+    else:
+        outs = [Out(T.JOB_STATE, event.job_id, orjson.dumps(data))]
     if after.terminal and not (before is not None and before.terminal):
         JOBS_FINISHED.labels(after.status).inc()
         if after.submitted_at is not None and after.finished_at is not None:
@@ -100,4 +105,12 @@ def build(settings: Settings) -> Processor:
 
 
 def main(settings: Settings | None = None) -> None:
-    build(settings or Settings()).run()
+    from replay import ExpiryLoop
+
+    settings = settings or Settings()
+    proc = build(settings)
+    expiry = ExpiryLoop(settings)
+    try:
+        proc.run()
+    finally:
+        expiry.close()

@@ -3,14 +3,17 @@
 Each command is a library call returning a result; ``replay.cli`` is a thin shell over them.
 """
 
+from ._expire import ExpiryLoop, expire
 from ._history import current_state, history
 from ._reader import read_to_end
 from ._rebuild import RebuildResult, fold_ledger, rebuild
 from ._redrive import redrive, redrive_events, select
 
 __all__ = [
+    "ExpiryLoop",
     "RebuildResult",
     "current_state",
+    "expire",
     "fold_ledger",
     "history",
     "read_to_end",

@@ -19,6 +19,7 @@ from scrapeledger import topics as T
 from scrapeledger.errors import EventError, ScrapeledgerError, UnknownJobError
 from scrapeledger.settings import Settings
 
+from ._expire import expire
 from ._history import current_state, history
 from ._reader import consumer, partitions_of
 from ._rebuild import rebuild
@@ -198,6 +199,16 @@ def tail_cmd(
         raise _fail(exc) from None
     finally:
         c.close()
+
+
+@app.command("expire")
+def expire_cmd() -> None:
+    """Expire finished jobs older than the replay window (the materializer also does this)."""
+    try:
+        expired = expire(_settings())
+    except ScrapeledgerError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{len(expired)} job(s) expired")
 
 
 @app.command("state")

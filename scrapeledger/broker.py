@@ -287,11 +287,22 @@ class LocalBroker:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def _jvm(self, heap: str) -> list[str]:
+    def _jvm(self, heap: str, *, short_lived: bool = False) -> list[str]:
+        """The ``java`` command line up to the main class.
+
+        A short-lived tool (the storage format) runs with the C1 compiler only and the serial
+        collector: it finishes before C2 or G1 would pay off, and the 2-core machines this runs on
+        feel every compiler thread. The broker keeps Kafka's own choice (G1, tiered C2).
+        """
         java = _require_java()
         libs = kafka_classpath()
+        tuning = (
+            ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+            if short_lived
+            else ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
+        )
         return [
-            java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            java, f"-Xms{heap}", f"-Xmx{heap}", *tuning,
             "-XX:+ExitOnOutOfMemoryError", f"-XX:ErrorFile={self.data_dir}/hs_err_pid%p.log",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={_resource('log4j2.properties')}",
@@ -315,6 +326,18 @@ class LocalBroker:
         if self._owns_dir and not self.data_dir.exists():  # stop() removed the previous temp dir
             self.data_dir = self._make_temp_dir()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start(began + timeout)
+        except BaseException:
+            self.stop(timeout=10)  # a caller's `with` never reaches __exit__ when start() raises
+            raise
+        self.started_in = time.monotonic() - began
+        log.info("Kafka %s usable at %s after %.1fs (data in %s)",
+                 KAFKA_VERSION, self.bootstrap, self.started_in, self.data_dir)
+        return self.bootstrap
+
+    def _start(self, deadline: float) -> None:
+        """Everything ``start()`` does that may fail and then needs cleaning up."""
         jvm = self._jvm(self.heap)
         self._check_abort()
         state = self._state()
@@ -330,21 +353,13 @@ class LocalBroker:
         props.write_text(_SERVER_PROPERTIES.format(port=self.port, cport=cport, logs=logs))
         formatted = _formatted_cluster_id(logs)
         if formatted is None:
-            self._format(self._jvm("128m"), props, cluster_id)
+            self._format(self._jvm("128m", short_lived=True), props, cluster_id)
         elif formatted != cluster_id:  # a dir formatted elsewhere: its metadata wins
             cluster_id = formatted
             self._save_state({"port": self.port, "controller_port": cport, "cluster_id": cluster_id})
         self._check_abort()
         self._launch(jvm, props)
-        try:
-            self._wait_ready(began + timeout, cluster_id)
-        except BaseException:
-            self.stop(timeout=10)  # a caller's `with` never reaches __exit__ when start() raises
-            raise
-        self.started_in = time.monotonic() - began
-        log.info("Kafka %s usable at %s after %.1fs (data in %s)",
-                 KAFKA_VERSION, self.bootstrap, self.started_in, self.data_dir)
-        return self.bootstrap
+        self._wait_ready(deadline, cluster_id)
 
     def _format(self, jvm: list[str], props: Path, cluster_id: str) -> None:
         """``kafka-storage.sh format``: writes meta.properties and the bootstrap metadata."""
@@ -576,11 +591,12 @@ def run_foreground(port: int, data_dir: Path | None) -> int:
                 return 0
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return 1
-        print(
+        # one write, so no log line from another thread can split it (PYTHONUNBUFFERED)
+        sys.stdout.write(
             f"broker ready at {broker.bootstrap} "
-            f"(Apache Kafka {KAFKA_VERSION}, started in {broker.started_in or 0.0:.1f} s)",
-            flush=True,
+            f"(Apache Kafka {KAFKA_VERSION}, started in {broker.started_in or 0.0:.1f} s)\n"
         )
+        sys.stdout.flush()
         while not stopping.wait(0.5):
             if not broker.running():
                 code = broker.stop()

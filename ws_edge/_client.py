@@ -46,10 +46,13 @@ class Client:
     """A reconnecting, resuming Scrapeledger WebSocket client."""
 
     def __init__(
-        self, server: str = "ws://127.0.0.1:3001", *, connect_timeout: float = 10.0,
+        self, server: str | list[str] = "ws://127.0.0.1:3001", *, connect_timeout: float = 10.0,
         max_reconnect_s: float = 120.0,
     ) -> None:
-        self.server = server
+        """``server`` may list several edges (as a load balancer would): each reconnect tries the
+        next one, so a dead pod is left behind."""
+        self.servers = [server] if isinstance(server, str) else list(server)
+        self._next_server = 0
         self.connect_timeout = connect_timeout
         self.max_reconnect_s = max_reconnect_s
         self._conn: WebSocketClientConnection | None = None
@@ -143,6 +146,8 @@ class Client:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_reconnect_s
         while True:
+            self.server = self.servers[self._next_server % len(self.servers)]
+            self._next_server += 1
             try:
                 self._conn = await asyncio.wait_for(
                     websocket_connect(self.server, max_message_size=64 * 1024 * 1024),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections import defaultdict
 from typing import Any
 
@@ -312,7 +313,10 @@ async def serve(settings: Settings, port: int | None = None) -> None:
     )
     await loop.run_in_executor(None, lambda: ensure_topics(settings, admin=admin))
     await edge.connect()
-    print(f"edge {settings.pod_name} ready on port {bound}", flush=True)
+    # one write: under PYTHONUNBUFFERED print() writes the newline separately, and a log line
+    # from another thread could land between them in a merged stdout/stderr pipe
+    sys.stdout.write(f"edge {settings.pod_name} ready on port {bound}\n")
+    sys.stdout.flush()
     await stop.wait()
     log.info("edge %s: SIGTERM, draining", settings.pod_name)
     await edge.drain()

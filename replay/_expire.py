@@ -1,0 +1,70 @@
+"""Expiry: finished jobs older than the replay window leave ``job-state``.
+
+``expire`` finds terminal jobs whose ``finished_at`` is older than ``SCRAPELEDGER_REPLAY_WINDOW_S``
+in the compacted topic and appends a ``JobExpired`` event for each. The materializer folds it,
+tombstones the job's ``job-state`` record and keeps only a small stub, so a later resume is
+answered "expired" rather than "unknown". The event id is fixed per job: running the sweep twice
+(or on two materializers) records one expiry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import ledger as L
+from scrapeledger import topics as T
+from scrapeledger.clients import make_producer
+from scrapeledger.errors import BrokerError
+from scrapeledger.settings import Settings
+
+from ._reader import read_to_end
+
+log = logging.getLogger(__name__)
+
+
+def expire(settings: Settings, *, now: float | None = None) -> list[str]:
+    """Append ``JobExpired`` for every finished job past the replay window; return their ids."""
+    cutoff = (L.now() if now is None else now) - settings.replay_window_s
+    latest: dict[str, L.JobState | None] = {}
+    for msg in read_to_end(settings, settings.topic(T.JOB_STATE)):
+        value = msg.value()
+        latest[msg.key().decode()] = None if value is None else L.JobState.from_json(value)
+    due = [
+        s for s in latest.values()
+        if s is not None and s.terminal and s.status != "expired"
+        and s.finished_at is not None and s.finished_at < cutoff
+    ]
+    if not due:
+        return []
+    producer = make_producer(settings)
+    for s in due:
+        event = L.JobExpired(job_id=s.job_id, event_id=f"{s.job_id}/expired", at=L.now(),
+                             source=f"expiry@{settings.pod_name}")
+        producer.produce(settings.topic(T.LEDGER), key=s.job_id, value=L.encode_event(event))
+    if producer.flush(60):
+        raise BrokerError("expiry events were not all acknowledged")
+    log.info("expired %d jobs finished before the replay window", len(due))
+    return [s.job_id for s in due]
+
+
+class ExpiryLoop:
+    """Run :func:`expire` every ``interval`` seconds in a daemon thread (in the materializer)."""
+
+    def __init__(self, settings: Settings, interval: float | None = None) -> None:
+        self.settings = settings
+        self.interval = interval or min(300.0, max(1.0, settings.replay_window_s / 4))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="expiry", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                expire(self.settings)
+            except Exception as exc:  # noqa: BLE001 - the next sweep retries
+                log.warning("expiry sweep failed: %r", exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
