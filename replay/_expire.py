@@ -62,7 +62,7 @@ class ExpiryLoop:
         while not self._stop.wait(self.interval):
             try:
                 expire(self.settings)
-            except Exception as exc:  # noqa: BLE001 - the next sweep retries
+            except Exception as exc:
                 log.warning("expiry sweep failed: %r", exc)
 
     def close(self) -> None:
