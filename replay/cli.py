@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -172,8 +172,13 @@ def tail_cmd(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        c.assign([TopicPartition(topic, p, start) for p in partitions_of(c, topic)])
+        parts = partitions_of(c, topic)
+        if from_beginning:
+            c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        else:  # concrete end offsets, so "tailing" below is a promise: nothing later is missed
+            c.assign([TopicPartition(topic, p, c.get_watermark_offsets(TopicPartition(topic, p))[1])
+                      for p in parts])
+        err.print(f"tailing {topic}" + (" from the beginning" if from_beginning else ""))
         seen = 0
         while not stop and (max_events is None or seen < max_events):
             msg = c.poll(0.5)
