@@ -16,7 +16,8 @@ def _http(url: str) -> tuple[int, str]:
         with urllib.request.urlopen(url, timeout=10) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        with exc:  # an HTTPError holds the response's socket until closed
+            return exc.code, exc.read().decode()
 
 
 def test_bad_frames_get_error_frames_and_the_connection_stays_open(stack: Stack, pages: str) -> None:

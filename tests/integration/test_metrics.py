@@ -22,7 +22,8 @@ def _get(url: str) -> tuple[int, str]:
         with urllib.request.urlopen(url, timeout=10) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        with exc:  # an HTTPError holds the response's socket until closed
+            return exc.code, exc.read().decode()
     except OSError as exc:
         return 0, str(exc)
 
