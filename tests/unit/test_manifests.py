@@ -1,7 +1,7 @@
 """Offline checks of the deployment files: k8s/, compose.yml and the Dockerfile.
 
 * built-in Kubernetes kinds: ``kubernetes_validate`` (bundled schemas, strict) for Kubernetes 1.30;
-* Strimzi / KEDA custom resources: the trimmed CRD schemas in ``k8s/schemas`` (see its README);
+* Strimzi / KEDA custom resources: hand-written schema subsets in ``k8s/schemas`` (see its README);
 * ``k8s/topics.yaml`` is what ``k8s/generate_topics.py`` writes now, and matches ``topic_specs``;
 * ``compose.yml``: the Compose Specification schema vendored by ``check-jsonschema``;
 * commands in compose / k8s / the Dockerfile are real ``scrapeledger`` subcommands;
