@@ -74,13 +74,20 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        """Close the connection and wait for the close handshake, so no socket outlives us."""
         self._closed = True
         if self._conn is not None:
             self._conn.close()
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+            try:  # the reader sees the close (read_message -> None) and returns
+                await asyncio.wait_for(asyncio.shield(self._reader), 5)
+            except (TimeoutError, Exception):
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._reader
+        stream = getattr(self._conn, "stream", None)
+        if stream is not None and not stream.closed():
+            stream.close()
 
     # --- public API ---------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,3 +24,10 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     s = Stack(settings, tmp_path)
     yield s
     s.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after each test, so a leaked socket is reported against the test that leaked it."""
+    yield
+    gc.collect()

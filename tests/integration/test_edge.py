@@ -33,7 +33,7 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_open(stack: Stack,
             await ws.send(frame)
             errors.append(await ws.recv())
         result = await ws.job(f"{pages}/page/7")  # the same connection still works
-        ws.close()
+        await ws.close()
         return [*errors, result]
 
     *errors, result = asyncio.run(go())
@@ -60,13 +60,13 @@ def test_resume_finished_and_unknown_jobs(stack: Stack, pages: str) -> None:
     async def go() -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
         ws = await Raw.connect(url)
         first = await ws.job(f"{pages}/page/3")
-        ws.close()
+        await ws.close()
         ws2 = await Raw.connect(other)  # another pod: the result is routed there by pod id
         await ws2.send({"event": "resume", "job_id": first["job_id"]})
         again = await ws2.recv()
         await ws2.send({"event": "resume", "job_id": L.new_job_id()})
         unknown = await ws2.recv()
-        ws2.close()
+        await ws2.close()
         return first, again, unknown
 
     first, again, unknown = asyncio.run(go())
@@ -89,7 +89,7 @@ def test_sigterm_drains_jobs_in_flight_then_exits_cleanly(stack: Stack, pages: s
         result = await ws.recv()
         closed = await ws.conn.read_message()
         assert closed is None
-        ws.close()
+        await ws.close()
         return result, ws.conn.close_code
 
     result, close_code = asyncio.run(go())

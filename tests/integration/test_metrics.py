@@ -49,7 +49,7 @@ def test_metrics_move_as_jobs_run(stack: Stack, pages: str) -> None:
         for i in range(5):
             assert (await ws.job(f"{pages}/page/{i}"))["status"] == "succeeded"
         assert (await ws.job(f"{pages}/status/404"))["status"] == "failed"
-        ws.close()
+        await ws.close()
 
     asyncio.run(go())
     edge_text = _get(f"{edge}/metrics")[1]

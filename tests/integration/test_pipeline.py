@@ -28,7 +28,7 @@ def test_the_old_clients_exact_frame_gets_the_pages_html(stack: Stack, pages: st
         await ws.send('{"event": "job", "message": "' + pages + '/page/1"}')
         accepted = await ws.recv()
         result = await ws.recv()
-        ws.close()
+        await ws.close()
         return accepted, result
 
     accepted, result = asyncio.run(go())
@@ -68,7 +68,7 @@ def test_200_jobs_over_10_connections_all_return_the_right_bodies(stack: Stack, 
             else:
                 assert frame["event"] == "result", frame
                 results.append((accepted[frame["job_id"]], frame))
-        ws.close()
+        await ws.close()
         return results
 
     async def go() -> list[tuple[int, dict[str, object]]]:
@@ -118,7 +118,7 @@ def test_each_failure_ends_in_the_right_status_and_code(stack: Stack, pages: str
                 jobs[frame["job_id"]] = frame["ref"]
             else:
                 out[jobs[frame["job_id"]]] = frame
-        ws.close()
+        await ws.close()
         return out
 
     results = asyncio.run(go())
@@ -150,7 +150,7 @@ def test_a_flaky_server_succeeds_on_the_third_attempt(stack: Stack, pages: str) 
     async def go() -> dict[str, object]:
         ws = await Raw.connect(url)
         result = await ws.job(f"{pages}/flaky/{key}?fail=2")
-        ws.close()
+        await ws.close()
         return result
 
     result = asyncio.run(go())
@@ -176,7 +176,7 @@ def test_two_edges_each_receive_only_their_own_deliveries(stack: Stack, pages: s
     async def client(pod: str) -> list[dict[str, object]]:
         ws = await Raw.connect(urls[pod])
         frames = [await ws.job(f"{pages}/page/{i}") for i in range(10)]
-        ws.close()
+        await ws.close()
         return frames
 
     async def go() -> dict[str, list[dict[str, object]]]:

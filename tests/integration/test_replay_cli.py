@@ -13,7 +13,7 @@ from replay import current_state, history
 from scrapeledger import topics as T
 from scrapeledger.broker import free_port
 from scrapeledger.clients import make_producer
-from tests.support.stack import Stack
+from tests.support.stack import Stack, eventually
 
 from .wsclient import Raw
 
@@ -29,7 +29,7 @@ def run_jobs(url: str, messages: list[str]) -> list[dict[str, object]]:
     async def go() -> list[dict[str, object]]:
         ws = await Raw.connect(url)
         results = [await ws.job(m) for m in messages]
-        ws.close()
+        await ws.close()
         return results
 
     return asyncio.run(go())
@@ -68,10 +68,11 @@ def test_redrive_sends_dead_letters_back_and_keeps_counting_attempts(stack: Stac
     done = replay(stack, "redrive", "--job", job_id, "--reason", "test")
     assert done.returncode == 0, done.stderr
     assert "1 job(s) redriven" in done.stdout
-    while True:  # the redriven job runs its new attempts and dead-letters again
+    def dead_twice() -> list[L.Event]:  # the redriven job runs its attempts, dead-letters again
         events = history(stack.settings, job_id)
-        if sum(isinstance(e, L.JobDeadLettered) for e in events) == 2:
-            break
+        return events if sum(isinstance(e, L.JobDeadLettered) for e in events) == 2 else []
+
+    events = eventually(dead_twice, what="the second dead letter")
     outcomes = [e.attempt for e in events if e.event_id.endswith("/outcome")]
     assert outcomes == [1, 2, 3, 4]  # numbering continues, the budget restarts
     redriven = [e for e in events if isinstance(e, L.JobRedriven)]
@@ -83,8 +84,8 @@ def test_rebuild_restores_job_state_from_the_ledger(stack: Stack, pages: str) ->
     stack.processors()
     results = run_jobs(stack.edge(), [f"{pages}/page/{i}" for i in range(3)])
     job_id = str(results[0]["job_id"])
-    while (current_state(stack.settings, job_id) or L.JobState(job_id=job_id)).status != "succeeded":
-        pass
+    eventually(lambda: (current_state(stack.settings, job_id) or L.JobState(job_id=job_id)).status
+               == "succeeded", what="the succeeded state")
     stack.stop_all()  # rebuild must work with the service down, too
     # corrupt the compacted copy with a stale state (it has seen fewer events than the ledger)
     producer = make_producer(stack.settings)

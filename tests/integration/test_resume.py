@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from replay import current_state, expire, history
-from tests.support.stack import Stack
+from tests.support.stack import Stack, eventually
 from ws_edge import Client
 
 from .wsclient import Raw
@@ -19,11 +19,11 @@ def test_resume_on_the_same_pod_after_a_disconnect(stack: Stack, pages: str) -> 
         ws = await Raw.connect(url)
         await ws.send({"event": "job", "message": f"{pages}/slow?ms=1500"})
         job_id = str((await ws.recv())["job_id"])
-        ws.close()  # gone before the result exists: the attach lands before the finish
+        await ws.close()  # gone before the result exists: the attach lands before the finish
         ws = await Raw.connect(url)
         await ws.send({"event": "resume", "job_id": job_id})
         result = await ws.recv()
-        ws.close()
+        await ws.close()
         return job_id, result
 
     job_id, result = asyncio.run(go())
@@ -44,11 +44,11 @@ def test_resume_on_another_pod_after_the_first_pod_is_killed(stack: Stack, pages
         await ws.send({"event": "job", "message": f"{pages}/slow?ms=2000"})
         job_id = str((await ws.recv())["job_id"])
         stack.kill("edge-a")  # SIGKILL with the job in flight
-        ws.close()
+        await ws.close()
         ws = await Raw.connect(second)
         await ws.send({"event": "resume", "job_id": job_id})
         result = await ws.recv()
-        ws.close()
+        await ws.close()
         return job_id, result
 
     job_id, result = asyncio.run(go())
@@ -80,22 +80,20 @@ def test_resume_of_an_expired_job(stack: Stack, pages: str) -> None:
     async def submit() -> str:
         ws = await Raw.connect(url)
         result = await ws.job(f"{pages}/page/1")
-        ws.close()
+        await ws.close()
         return str(result["job_id"])
 
     job_id = asyncio.run(submit())
-    while current_state(stack.settings, job_id) is None:  # the materializer's write may trail
-        pass
+    eventually(lambda: current_state(stack.settings, job_id), what="the job's state")
     short = stack.settings.model_copy(update={"replay_window_s": 0.001})
     assert job_id in expire(short)
-    while current_state(stack.settings, job_id) is not None:  # tombstoned in job-state
-        pass
+    eventually(lambda: current_state(stack.settings, job_id) is None, what="the tombstone")
 
     async def resume() -> dict[str, object]:
         ws = await Raw.connect(url)
         await ws.send({"event": "resume", "job_id": job_id})
         frame = await ws.recv()
-        ws.close()
+        await ws.close()
         return frame
 
     frame = asyncio.run(resume())

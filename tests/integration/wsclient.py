@@ -38,5 +38,15 @@ class Raw:
         assert result["job_id"] == accepted["job_id"]
         return result
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Close and wait until the socket is really closed: closing without waiting leaves the
+        close handshake to a loop that ``asyncio.run`` is about to shut, leaking the socket."""
         self.conn.close()
+        try:
+            while await asyncio.wait_for(self.conn.read_message(), 5) is not None:
+                pass
+        except TimeoutError:
+            pass
+        stream = getattr(self.conn, "stream", None)
+        if stream is not None and not stream.closed():
+            stream.close()

@@ -16,11 +16,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from scrapeledger.settings import Settings
+
+T = TypeVar("T")
 
 READY = re.compile(r"edge (\S+) ready on port (\d+)")
 
@@ -176,3 +179,17 @@ def start_pages() -> Iterator[str]:
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 60.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``.
+
+    Each call of ``check`` is a real round trip (a Kafka read), so no sleep is needed between.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
