@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 
 import ledger as L
+from tests.support.procs import http_get
 from tests.support.stack import Stack
 
 from .wsclient import Raw
-
-
-def _http(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        with exc:  # an HTTPError holds the response's socket until closed
-            return exc.code, exc.read().decode()
 
 
 def test_bad_frames_get_error_frames_and_the_connection_stays_open(stack: Stack, pages: str) -> None:
@@ -48,8 +39,8 @@ def test_health_and_readiness(stack: Stack) -> None:
     stack.processors()
     url = stack.edge()
     base = url.replace("ws://", "http://").rstrip("/")
-    assert _http(f"{base}/healthz") == (200, "ok\n")
-    assert _http(f"{base}/readyz") == (200, "ready\n")
+    assert http_get(f"{base}/healthz") == (200, "ok\n")
+    assert http_get(f"{base}/readyz") == (200, "ready\n")
 
 
 def test_resume_finished_and_unknown_jobs(stack: Stack, pages: str) -> None:

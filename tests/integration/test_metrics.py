@@ -5,27 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 from scrapeledger.broker import LocalBroker, free_port
 from scrapeledger.settings import Settings
+from tests.support.procs import http_get
 from tests.support.stack import Stack
 
 from .wsclient import Raw
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        with exc:  # an HTTPError holds the response's socket until closed
-            return exc.code, exc.read().decode()
-    except OSError as exc:
-        return 0, str(exc)
 
 
 def _metric(text: str, name: str, labels: str = "") -> float:
@@ -52,18 +40,18 @@ def test_metrics_move_as_jobs_run(stack: Stack, pages: str) -> None:
         await ws.close()
 
     asyncio.run(go())
-    edge_text = _get(f"{edge}/metrics")[1]
+    edge_text = http_get(f"{edge}/metrics")[1]
     assert _metric(edge_text, "scrapeledger_jobs_submitted_total") == 6
     assert _metric(edge_text, "scrapeledger_results_sent_total") == 6
-    scraper = _get(f"http://127.0.0.1:{ports['scraper']}/metrics")[1]
+    scraper = http_get(f"http://127.0.0.1:{ports['scraper']}/metrics")[1]
     assert _metric(scraper, "scrapeledger_fetch_attempts_total", '{outcome="ok"}') == 5
     assert _metric(scraper, "scrapeledger_fetch_attempts_total", '{outcome="http_404"}') == 1
     assert _metric(scraper, "scrapeledger_fetch_seconds_count") == 6
-    state = _get(f"http://127.0.0.1:{ports['state']}/metrics")[1]
+    state = http_get(f"http://127.0.0.1:{ports['state']}/metrics")[1]
     assert _metric(state, "scrapeledger_jobs_finished_total", '{status="succeeded"}') == 5
     assert _metric(state, "scrapeledger_jobs_finished_total", '{status="failed"}') == 1
     assert _metric(state, "scrapeledger_job_seconds_count") == 6
-    validator = _get(f"http://127.0.0.1:{ports['validator']}/metrics")[1]
+    validator = http_get(f"http://127.0.0.1:{ports['validator']}/metrics")[1]
     assert _metric(validator, "scrapeledger_events_processed_total", '{processor="validator"}') >= 6
 
 
@@ -76,16 +64,16 @@ def test_readyz_is_not_ready_while_the_broker_is_down(tmp_path: Path) -> None:
         proc = stack.start("validator")
         metrics = int(proc.wait_for(r"health and metrics on port (\d+)", timeout=60).group(1))
         proc.wait_for("waiting for Kafka", timeout=60)
-        assert _get(f"http://127.0.0.1:{metrics}/healthz")[0] == 200  # alive: no restart storm
-        assert _get(f"http://127.0.0.1:{metrics}/readyz")[0] == 503
+        assert http_get(f"http://127.0.0.1:{metrics}/healthz")[0] == 200  # alive: no restart storm
+        assert http_get(f"http://127.0.0.1:{metrics}/readyz")[0] == 503
         with LocalBroker(port=port, data_dir=tmp_path / "kafka"):
             deadline = time.monotonic() + 60
             code = 0
             while code != 200 and time.monotonic() < deadline:
-                code = _get(f"http://127.0.0.1:{metrics}/readyz")[0]
+                code = http_get(f"http://127.0.0.1:{metrics}/readyz")[0]
                 time.sleep(0.2)  # polling readiness with a deadline
             assert code == 200
-            assert _get(f"http://127.0.0.1:{metrics}/healthz")[0] == 200
+            assert http_get(f"http://127.0.0.1:{metrics}/healthz")[0] == 200
             stack.stop_all()
     finally:
         stack.stop_all()

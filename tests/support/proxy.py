@@ -17,17 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
     "te", "trailer", "upgrade",
 })
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Proxy:
@@ -143,21 +139,10 @@ async def _serve(host: str, port: int, name: str | None) -> None:
 @contextlib.contextmanager
 def spawn_proxy(name: str) -> Iterator[str]:
     """Run a proxy process named ``name``; yield its URL (``http://127.0.0.1:<port>``)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.proxy", "--port", "0", "--name", name],
-        stdout=subprocess.PIPE, text=True, cwd=_ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "proxy listening on" not in line:
-            raise RuntimeError(f"proxy {name} did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.rsplit(' ', 1)[1])}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    from .procs import spawn_listening
+
+    with spawn_listening("tests.support.proxy", "--name", name, banner="proxy listening on") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,8 @@ from typing import TypeVar
 
 from scrapeledger.settings import Settings
 
+from .procs import spawn_listening
+
 T = TypeVar("T")
 
 READY = re.compile(r"edge (\S+) ready on port (\d+)")
@@ -164,21 +166,8 @@ class Stack:
 @contextlib.contextmanager
 def start_pages() -> Iterator[str]:
     """Run the local page server (tests/support/pages.py) as a process; yield its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.pages", "--port", "0"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "pages listening on" not in line:
-            raise RuntimeError(f"page server did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.rsplit(' ', 1)[1])}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with spawn_listening("tests.support.pages", banner="pages listening on") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def eventually(check: Callable[[], T], *, timeout: float = 60.0, what: str = "condition") -> T:
