@@ -158,12 +158,14 @@ def main() -> None:
             urls = [page.format(n=i) for i in range(args.jobs)]
             asyncio.run(service(ws_url, warm, min(args.clients, 10), args.window))
             base = asyncio.run(baseline(urls))
+            rss0 = stack.rss_mib("edge-a")
             cpu0 = stack.cpu_seconds()
             busy0, total0 = cpu_busy()
             rate, lat = asyncio.run(service(ws_url, urls, args.clients, args.window))
             busy1, total1 = cpu_busy()
             cpu = {k: v - cpu0.get(k, 0.0) for k, v in stack.cpu_seconds().items()}
             stages = stage_latencies(settings)
+            rss1 = stack.rss_mib("edge-a")
         finally:
             stack.stop_all()
     print(f"jobs={args.jobs} clients={args.clients} window={args.window} page={args.page_kb}KB")
@@ -172,6 +174,8 @@ def main() -> None:
     print(f"{'scrapeledger end to end':<34}{rate:>10.0f}{pct(lat, 50) * 1000:>10.0f}"
           f"{pct(lat, 99) * 1000:>10.0f}{rate / base:>8.2f}")
     print("median ms between ledger events: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
+    print(f"edge RSS before/after the run: {rss0:.1f} / {rss1:.1f} MiB "
+          f"({(rss1 - rss0) * 100_000 / args.jobs:+.1f} MiB per 100,000 jobs, extrapolated)")
     print(f"machine CPU busy during the run: {(busy1 - busy0) / (total1 - total0):.0%} of 2 cores")
     print("CPU ms per job: " + ", ".join(f"{k} {v * 1000 / args.jobs:.2f}" for k, v in cpu.items()))
     print(f"vs Scrapy's ~{SCRAPY_PAGES_PER_S:.0f} pages/s on this kind of machine: "

@@ -150,6 +150,13 @@ class Stack:
             out[name] = (int(fields[11]) + int(fields[12])) / ticks
         return out
 
+    def rss_mib(self, name: str) -> float:
+        """Resident memory of a running component, in MiB."""
+        for line in Path(f"/proc/{self.procs[name].popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise LookupError(f"no VmRSS for {name}")
+
     def stop_all(self) -> None:
         for proc in self.procs.values():
             if proc.popen.poll() is None:
