@@ -18,7 +18,7 @@ from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError
 from scrapeledger.settings import Settings
 
-from ._reader import read_to_end
+from ._history import latest_states
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,7 @@ log = logging.getLogger(__name__)
 def expire(settings: Settings, *, now: float | None = None) -> list[str]:
     """Append ``JobExpired`` for every finished job past the replay window; return their ids."""
     cutoff = (L.now() if now is None else now) - settings.replay_window_s
-    latest: dict[str, L.JobState | None] = {}
-    for msg in read_to_end(settings, settings.topic(T.JOB_STATE)):
-        value = msg.value()
-        latest[msg.key().decode()] = None if value is None else L.JobState.from_json(value)
+    latest = latest_states(settings)
     due = [
         s for s in latest.values()
         if s is not None and s.terminal and s.status != "expired"

@@ -28,6 +28,15 @@ def history(settings: Settings, job_id: str) -> list[L.Event]:
     return events
 
 
+def latest_states(settings: Settings) -> dict[str, L.JobState | None]:
+    """Every job's latest record in ``job-state`` (None where the last one is a tombstone)."""
+    latest: dict[str, L.JobState | None] = {}
+    for msg in read_to_end(settings, settings.topic(T.JOB_STATE)):
+        value = msg.value()
+        latest[msg.key().decode()] = None if value is None else L.JobState.from_json(value)
+    return latest
+
+
 def current_state(settings: Settings, job_id: str) -> L.JobState | None:
     """The job's latest state in the compacted ``job-state`` topic (None if absent or removed)."""
     topic = settings.topic(T.JOB_STATE)

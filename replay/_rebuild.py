@@ -12,6 +12,7 @@ from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError, EventError
 from scrapeledger.settings import Settings
 
+from ._history import latest_states
 from ._reader import read_to_end
 
 
@@ -67,10 +68,7 @@ def rebuild(
     """
     start = time.perf_counter()
     states, events, poison = fold_ledger(settings, on_total=on_total, on_event=on_event)
-    current: dict[str, L.JobState | None] = {}
-    for msg in read_to_end(settings, settings.topic(T.JOB_STATE)):
-        value = msg.value()
-        current[msg.key().decode()] = None if value is None else L.JobState.from_json(value)
+    current = latest_states(settings)
     written = unchanged = 0
     producer = make_producer(settings, **{"linger.ms": 20})
     topic = settings.topic(T.JOB_STATE)

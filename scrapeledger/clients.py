@@ -7,8 +7,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from .settings import Settings
-
-MiB = 1024 * 1024
+from .topics import MiB
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:

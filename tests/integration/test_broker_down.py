@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -12,16 +11,10 @@ from confluent_kafka.admin import AdminClient
 import ledger as L
 from replay import current_state
 from scrapeledger import topics as T
-from scrapeledger.broker import LocalBroker
+from scrapeledger.broker import LocalBroker, free_port
 from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
 from tests.support.stack import Stack
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> None:
@@ -35,7 +28,7 @@ def _wait_for_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> None:
 
 
 def test_a_processor_started_before_the_broker_waits_then_works(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     settings = Settings(bootstrap_servers=f"127.0.0.1:{port}", topic_prefix=f"down{uuid.uuid4().hex[:8]}-",
                         state_dir=str(tmp_path / "state"), partitions=2)
     stack = Stack(settings, tmp_path)

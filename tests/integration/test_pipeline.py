@@ -6,13 +6,13 @@ Every component is a real process on the real broker; pages come from a local HT
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import orjson
 
 import ledger as L
 from replay import current_state, history, read_to_end
 from scrapeledger import topics as T
+from scrapeledger.broker import free_port
 from scrapeledger.partitioner import partition_for
 from tests.support.stack import Stack
 
@@ -83,12 +83,6 @@ def test_200_jobs_over_10_connections_all_return_the_right_bodies(stack: Stack, 
         assert f"page {n}<" in str(frame["html"]) or f"page {n} " in str(frame["html"])
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_each_failure_ends_in_the_right_status_and_code(stack: Stack, pages: str) -> None:
     # the validator guards private addresses; the scraper may reach the local fixture server
     stack.start("state")
@@ -99,7 +93,7 @@ def test_each_failure_ends_in_the_right_status_and_code(stack: Stack, pages: str
     cases = {
         "404": (f"{local}/status/404", "failed", "http_404"),
         "timeout": ({"url": f"{local}/hang", "timeout_s": 0.5}, "dead_lettered", "timeout"),
-        "refused": (f"http://localhost:{_closed_port()}/", "dead_lettered", "connect_error"),
+        "refused": (f"http://localhost:{free_port()}/", "dead_lettered", "connect_error"),
         "redirects": (f"{local}/redirect/3", "succeeded", None),
         "too_big": (f"{local}/big?bytes=100000", "succeeded", None),
         "ftp": ("ftp://example.org/file", "rejected", "unsupported_scheme"),
