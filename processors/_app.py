@@ -19,7 +19,7 @@ from quixstreams.models.serializers import Deserializer, SerializationContext, S
 from quixstreams.models.topics import Topic
 
 from scrapeledger import topics as T
-from scrapeledger.clients import producer_config
+from scrapeledger.clients import fetch_config, producer_config
 from scrapeledger.observability import HealthServer, LagReporter
 from scrapeledger.settings import Settings
 
@@ -56,8 +56,7 @@ class OutSerializer(Serializer):
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
     return {
-        "fetch.max.bytes": 64 * T.MiB,
-        "max.partition.fetch.bytes": settings.scraper_max_body_bytes + 2 * T.MiB,
+        **fetch_config(settings),
         "max.poll.interval.ms": 300_000,
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from scrapeledger.clients import fetch_config
 from scrapeledger.errors import BrokerUnavailableError
 from scrapeledger.partitioner import partition_for
 from scrapeledger.settings import Settings
@@ -20,7 +21,7 @@ def consumer(settings: Settings, **extra: object) -> Consumer:
             "group.id": f"{settings.topic_prefix}replay-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
-            "fetch.max.bytes": 64 * 1024 * 1024,
+            **fetch_config(settings),
             "log_level": 3,
             **extra,
         }

@@ -25,5 +25,13 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def fetch_config(settings: Settings) -> dict[str, Any]:
+    """Consumer fetch sizes: a record as large as the biggest body must always fit one fetch."""
+    return {
+        "fetch.max.bytes": 64 * MiB,
+        "max.partition.fetch.bytes": settings.scraper_max_body_bytes + 2 * MiB,
+    }
+
+
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
     return Producer({**producer_config(settings), **overrides})

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 import ledger as L
 from scrapeledger import topics as T
-from scrapeledger.clients import make_producer
+from scrapeledger.clients import fetch_config, make_producer
 from scrapeledger.errors import BrokerError, MalformedEventError
 from scrapeledger.partitioner import partition_for
 from scrapeledger.settings import Settings
@@ -126,8 +126,7 @@ class EdgeKafka:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "fetch.wait.max.ms": 20,
-                "fetch.max.bytes": 64 * T.MiB,
-                "max.partition.fetch.bytes": self.settings.scraper_max_body_bytes + 2 * T.MiB,
+                **fetch_config(self.settings),
                 "log_level": 3,
             }
         )
