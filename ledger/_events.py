@@ -113,6 +113,36 @@ class RetryScheduled(FetchSpec):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptStarted(Event):
+    """The scraper is about to fetch attempt ``attempt``; written and acknowledged first.
+
+    A fetch that kills the scraper process leaves no outcome, only these. The next scraper reads
+    how often an attempt started without an outcome since the group's last commit and runs it
+    alone (``solo``) or dead-letters it, so a job that crashes the scraper every time ends after a
+    bounded number of process deaths counted in the ledger, not in any process's memory.
+    """
+
+    TYPE: ClassVar[str] = "AttemptStarted"
+    solo: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessingFailed(Event):
+    """Processor ``processor`` raised on the ledger record at (``partition``, ``offset``).
+
+    ``failures`` counts this record's failures so far; at the limit the processor dead-letters
+    the job and skips the record instead of crashing again.
+    """
+
+    TYPE: ClassVar[str] = "ProcessingFailed"
+    processor: str
+    partition: int
+    offset: int
+    failures: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScrapeSucceeded(Event):
     """Attempt ``attempt`` fetched the page. Terminal.
 
@@ -196,6 +226,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobRejected,
         AttemptFailed,
         RetryScheduled,
+        AttemptStarted,
+        ProcessingFailed,
         ScrapeSucceeded,
         JobFailed,
         JobDeadLettered,
@@ -233,6 +265,15 @@ def outcome_id(job_id: str, attempt: int) -> str:
 
 def retry_id(job_id: str, attempt: int) -> str:
     return f"{job_id}/a{attempt}/retry"
+
+
+def is_outcome(event: Event) -> bool:
+    """True for the one event that records how attempt ``event.attempt`` ended."""
+    return event.attempt > 0 and event.event_id == outcome_id(event.job_id, event.attempt)
+
+
+OUTCOMES: tuple[type[Event], ...] = (ScrapeSucceeded, JobFailed, AttemptFailed, JobDeadLettered)
+"""Event types that may be an attempt's outcome (see :func:`is_outcome`)."""
 
 
 def payload_of(event: Event) -> dict[str, Any]:

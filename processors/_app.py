@@ -10,6 +10,7 @@ consumer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,14 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer, SerializationContext, Serializer
 from quixstreams.models.topics import Topic
 
+import ledger as L
 from scrapeledger import topics as T
-from scrapeledger.clients import fetch_config, producer_config
+from scrapeledger.clients import fetch_config, make_producer, producer_config
+from scrapeledger.errors import ScrapeledgerError
 from scrapeledger.observability import HealthServer, LagReporter
 from scrapeledger.settings import Settings
+
+from ._crashes import CrashLog, read_crash_log
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,10 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "max.poll.interval.ms": 300_000,
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,
+        # static membership: a restarted process (same POD_NAME: a container restart, a
+        # supervisor restart) takes its partitions back at once instead of after a rebalance
+        # that waits out the dead member's session
+        "group.instance.id": settings.pod_name,
     }
 
 
@@ -74,8 +83,12 @@ class Processor:
         commit_interval: float | None = None,
         commit_every: int = 0,
         stateful: bool = False,
+        salvage: Callable[[L.Event], list[L.Event]] | None = None,
     ) -> None:
+        """``salvage`` turns an event this processor gave up on into events that keep what the
+        job cannot do without (the materializer keeps the client's pod of a ``JobSubmitted``)."""
         self.settings = settings
+        self.salvage = salvage
         self.name = name
         # up before the broker wait: liveness must pass (no restart storm while Kafka is down)
         # and readiness must answer "not ready" rather than refuse connections
@@ -83,6 +96,7 @@ class Processor:
         admin = T.wait_for_broker(settings)
         T.ensure_topics(settings, admin=admin)
         self.specs = {s.name: s for s in T.topic_specs(settings)}
+        self.crashes: CrashLog = read_crash_log(settings, name)
         self.app = Application(
             broker_address=settings.bootstrap_servers,
             consumer_group=settings.group(name),
@@ -145,10 +159,74 @@ class Processor:
         log.info("%s stopped", self.name)
 
     def _on_processing_error(self, exc: Exception, row: Any, logger: logging.Logger) -> bool:
-        # Step functions are total over bad input; reaching here is a bug or an infrastructure
-        # failure. Do not skip the record (that would lose a job): crash, restart, retry.
-        log.error("%s failed processing a record: %r", self.name, exc)
-        return False
+        """A step raised: count the failure in the ledger, then crash, or at the limit give up.
+
+        Step functions are total over bad input, so reaching here is a bug, an injected fault or
+        an infrastructure failure. Skipping at once could drop a job for a passing fault, and
+        crashing every time loops forever, so each failure is written to the ledger as
+        ``ProcessingFailed`` (read back by the next process, see ``_crashes``), the process
+        crashes and restarts, and the ``max_processing_failures``-th failure dead-letters the
+        job (``processing_error``, in the ledger and the DLQ) and skips the record.
+        """
+        key = row.key if isinstance(row.key, str) else None
+        if row.topic != self.settings.topic(T.LEDGER) or not key:
+            log.error("%s failed processing a record of %s: %r", self.name, row.topic, exc)
+            return False
+        where = (self.name, row.partition, row.offset)
+        failures = self.crashes.failures[where] + 1
+        self.crashes.failures[where] = failures
+        limit = self.settings.max_processing_failures
+        log.error(
+            "%s failed on ledger record %d/%d of job %s (failure %d of %d): %r",
+            self.name, row.partition, row.offset, key, failures, limit, exc,
+        )
+        marker = f"{key}/{self.name}/p{row.partition}o{row.offset}"
+        common: dict[str, Any] = {"job_id": key, "at": L.now(), "source": self.settings.pod_name}
+        events: list[L.Event] = [
+            L.ProcessingFailed(
+                **common, event_id=f"{marker}/f{failures}", processor=self.name,
+                partition=row.partition, offset=row.offset, failures=failures, error=repr(exc)[:500],
+            )
+        ]
+        give_up = failures >= limit
+        if give_up and self.salvage is not None:
+            try:
+                events.extend(self.salvage(L.decode_event(row.value)))
+            except Exception as salvage_error:  # the record may be what is broken
+                log.warning("nothing salvaged from the failed record: %r", salvage_error)
+        if give_up:
+            events.append(
+                L.JobDeadLettered(
+                    **common, event_id=f"{marker}/dead", code="processing_error",
+                    message=f"{self.name} failed {failures} times on this job's ledger record "
+                    f"{row.partition}/{row.offset}: {exc!r}"[:1000],
+                )
+            )
+        try:
+            self._write_now(events)
+        except ScrapeledgerError as write_error:
+            log.error("%s could not record the failure (%s); crashing", self.name, write_error)
+            return False
+        return give_up
+
+    def _write_now(self, events: list[L.Event]) -> None:
+        """Produce ``events`` to the ledger (dead letters to the DLQ first) and wait for acks."""
+        producer = make_producer(self.settings)
+        errors: list[str] = []
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        for event in events:
+            raw = L.encode_event(event)
+            if isinstance(event, L.JobDeadLettered):
+                producer.produce(self.settings.topic(T.DLQ), raw, event.job_id, on_delivery=on_delivery)
+                producer.flush(30)
+            producer.produce(self.settings.topic(T.LEDGER), raw, event.job_id, on_delivery=on_delivery)
+        left = producer.flush(30)
+        if left or errors:
+            raise ScrapeledgerError(f"{left} unsent, errors: {errors}")
 
 
 def out_key(value: Out) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 import ledger as L
+from scrapeledger import faults
 from scrapeledger import topics as T
 from scrapeledger.errors import EventError
 from scrapeledger.observability import EVENTS, JOB_SECONDS, JOBS_FINISHED, POISON
@@ -45,7 +46,9 @@ def delivery_record(state: L.JobState) -> bytes:
     return state.to_json()
 
 
-def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -> list[Out]:
+def materialize_step(
+    raw: bytes | None, key: str | None, state: Any, pod: str, fault_spec: str = ""
+) -> list[Out]:
     """One ledger record in; new state, deliveries and poison notices out. Never raises on input."""
     EVENTS.labels("state").inc()
     try:
@@ -58,6 +61,8 @@ def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -
         reason = f"record key {key!r} differs from job_id {event.job_id!r}"
         log.warning("poison ledger record sent to DLQ: %s", reason)
         return [Out(T.DLQ, key or "", poison_record(raw, key, reason, pod))]
+    if fault_spec and isinstance(event, L.JobSubmitted):
+        faults.check(fault_spec, "state", event.url)
     stored = state.get(STATE_KEY)
     before = L.JobState.from_dict(stored) if stored is not None else None
     if before is None and isinstance(event, L.ClientAttached):
@@ -88,14 +93,26 @@ def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -
     return outs
 
 
+def salvage(event: L.Event) -> list[L.Event]:
+    """What must survive a ledger record the materializer gave up on: the client's pod.
+
+    Without its ``JobSubmitted`` the state would not know which edge holds the client, and the
+    dead letter that ends the job would reach nobody; a ``ClientAttached`` keeps that route.
+    """
+    if isinstance(event, L.JobSubmitted):
+        return [L.ClientAttached(job_id=event.job_id, event_id=f"{event.event_id}/salvaged",
+                                 at=event.at, source=event.source, pod=event.source)]
+    return []
+
+
 def build(settings: Settings) -> Processor:
-    proc = Processor(settings, "state", stateful=True)
+    proc = Processor(settings, "state", stateful=True, salvage=salvage)
     for name in (T.JOB_STATE, T.DELIVERIES, T.DLQ):
         proc.topic(name)
     sdf = proc.app.dataframe(proc.topic(T.LEDGER))
-    pod = settings.pod_name
+    pod, fault_spec = settings.pod_name, settings.faults
     sdf = sdf.apply(
-        lambda raw, key, ts, headers, state: materialize_step(raw, key, state, pod),
+        lambda raw, key, ts, headers, state: materialize_step(raw, key, state, pod, fault_spec),
         stateful=True,
         metadata=True,
         expand=True,

@@ -14,11 +14,19 @@ Every attempt ends in exactly one outcome event (id ``<job>/a<n>/outcome``):
 ``ScrapeSucceeded``, ``JobFailed`` (permanent), ``AttemptFailed`` followed by ``RetryScheduled``
 (retryable, attempts left), or ``JobDeadLettered`` (retryable, none left; also copied to the DLQ).
 The attempt number travels in the events, so a restart can never reset it.
+
+Before each fetch the scraper writes ``AttemptStarted`` and waits for Kafka to acknowledge it. A
+fetch that kills the process therefore leaves a count in the ledger, which the next process reads
+back (``_crashes.CrashLog``): an attempt whose outcome is already recorded is not fetched again;
+one that was in flight at two process deaths runs alone (nothing else in flight), so the deaths
+it causes are charged to it and not to its neighbours; one that died ``SCRAPER_MAX_CRASHES``
+times running alone is dead-lettered (``scraper_crashed``) instead of killing the scraper again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -30,28 +38,39 @@ from quixstreams.sinks import BaseSink
 
 import ledger as L
 from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff_delay
+from scrapeledger import faults
 from scrapeledger import topics as T
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import EventError, ScrapeledgerError
-from scrapeledger.observability import ATTEMPTS, EVENTS, FETCH_SECONDS, IN_FLIGHT
+from scrapeledger.observability import ATTEMPTS, EVENTS, FETCH_SECONDS, IN_FLIGHT, REPLAYS_SKIPPED
 from scrapeledger.settings import Settings
 
 from ._app import Processor
+from ._crashes import CrashLog, Plan
 
 log = logging.getLogger(__name__)
 
 SINK_WINDOW_FACTOR = 4
 
 
-def scrape_trigger(raw: bytes) -> L.FetchSpec | None:
-    """The fetch request in a ledger record, or None for records the scraper does not act on."""
+_WATCHED: tuple[type[L.Event], ...] = (*L.SCRAPE_TRIGGERS, L.ScrapeSucceeded, L.JobFailed, L.JobDeadLettered)
+
+
+def scrape_trigger(raw: bytes, crashes: CrashLog | None = None) -> L.FetchSpec | None:
+    """The fetch request in a ledger record, or None for records the scraper does not act on.
+
+    Outcomes passing by are noted in ``crashes``: a trigger that a restarted validator writes
+    again comes after its attempt's outcome in the same partition, and is then not refetched.
+    """
     EVENTS.labels("scraper").inc()
-    if not L.may_be(raw, L.SCRAPE_TRIGGERS):
+    if not L.may_be(raw, _WATCHED if crashes is not None else L.SCRAPE_TRIGGERS):
         return None
     try:
         event = L.decode_event(raw)
     except EventError:
         return None  # the materializer dead-letters undecodable records
+    if crashes is not None:
+        crashes.add(event)
     if isinstance(event, L.SCRAPE_TRIGGERS) and isinstance(event, L.FetchSpec):
         return event
     return None
@@ -199,9 +218,10 @@ def _set_exc(fut: asyncio.Future[Message], exc: BaseException) -> None:
 class FetchSink(BaseSink):
     """Runs many fetch attempts at once; commits wait until their results are in Kafka."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, crashes: CrashLog | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.crashes = crashes or CrashLog()
         # A window wider than the fetcher's own bound: attempts queued behind one slow host's
         # per-host limit must not take every slot from the other hosts' attempts.
         self._slots = threading.BoundedSemaphore(settings.scraper_concurrency * SINK_WINDOW_FACTOR)
@@ -251,12 +271,32 @@ class FetchSink(BaseSink):
         if self._loop is None:
             self.setup()
         assert self._loop is not None
+        trigger: L.FetchSpec = value
+        plan = self.crashes.plan(
+            trigger.job_id, trigger.attempt, max_crashes=self.settings.scraper_max_crashes
+        )
+        if plan == "skip":
+            log.info("job %s attempt %d: outcome already recorded", trigger.job_id, trigger.attempt)
+            REPLAYS_SKIPPED.inc()
+            return
+        if plan == "solo":
+            log.warning("job %s attempt %d was in flight when the scraper died twice; running it alone",
+                        trigger.job_id, trigger.attempt)
+            self._wait_idle()
         self._slots.acquire()  # blocks the poll loop while every slot is busy: backpressure
-        fut = asyncio.run_coroutine_threadsafe(self._attempt(value), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(self._attempt(trigger, plan), self._loop)
         with self._lock:
             self._pending.add(fut)
             self.in_flight += 1
         fut.add_done_callback(self._done)
+        if plan == "solo":
+            concurrent.futures.wait([fut])  # nothing else starts while a suspect runs
+
+    def _wait_idle(self) -> None:
+        """Wait until every started attempt has finished (their errors surface in ``flush``)."""
+        with self._lock:
+            pending = list(self._pending)
+        concurrent.futures.wait(pending)
 
     def _done(self, fut: Future[None]) -> None:
         with self._lock:
@@ -279,12 +319,23 @@ class FetchSink(BaseSink):
 
     # --- one attempt -------------------------------------------------------------------------
 
-    async def _attempt(self, trigger: L.FetchSpec) -> None:
+    async def _attempt(self, trigger: L.FetchSpec, plan: Plan = "run") -> None:
         assert self._fetcher is not None and self._producer is not None
+        if plan == "dead":
+            await self._record_crashed(trigger)
+            return
         if isinstance(trigger, L.RetryScheduled):
             wait = trigger.not_before - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+        # durable before the fetch: if the fetch takes the process down, the count survives it
+        started_event = L.AttemptStarted(
+            job_id=trigger.job_id, event_id=L.new_event_id(), at=L.now(), source=self.settings.pod_name,
+            attempt=trigger.attempt, solo=plan == "solo",
+        )
+        await self._producer.produce(
+            self.settings.topic(T.LEDGER), trigger.job_id, L.encode_event(started_event)
+        )
         started = time.perf_counter()
         IN_FLIGHT.inc()
         try:
@@ -297,14 +348,37 @@ class FetchSink(BaseSink):
 
     async def _fetch(self, trigger: L.FetchSpec) -> FetchOk | FetchError:
         assert self._fetcher is not None
-        return await self._fetcher.fetch(
-            FetchRequest(
-                url=trigger.url,
-                headers=dict(trigger.headers),
-                timeout_s=trigger.timeout_s,
-                proxy=trigger.proxy,
+        try:
+            faults.check(self.settings.faults, "scraper", trigger.url)
+            return await self._fetcher.fetch(
+                FetchRequest(
+                    url=trigger.url,
+                    headers=dict(trigger.headers),
+                    timeout_s=trigger.timeout_s,
+                    proxy=trigger.proxy,
+                )
             )
+        except Exception as exc:
+            # a bug in the fetch path for this page: replaying it would fail the same way, so
+            # it ends the job (recorded, redrivable) instead of failing the checkpoint forever
+            log.exception("job %s attempt %d: the fetch raised", trigger.job_id, trigger.attempt)
+            return FetchError(code="scraper_error", message=repr(exc)[:500], retryable=False)
+
+    async def _record_crashed(self, trigger: L.FetchSpec) -> None:
+        """Dead-letter an attempt that kept killing the scraper (DLQ copy first, then the ledger)."""
+        assert self._producer is not None
+        key = (trigger.job_id, trigger.attempt)
+        event = L.JobDeadLettered(
+            job_id=trigger.job_id, event_id=L.outcome_id(trigger.job_id, trigger.attempt), at=L.now(),
+            source=self.settings.pod_name, attempt=trigger.attempt, code="scraper_crashed",
+            message=f"attempt {trigger.attempt} was in flight at {self.crashes.starts[key]} scraper "
+            f"process deaths, {self.crashes.solo_starts[key]} of them running alone",
         )
+        raw = L.encode_event(event)
+        await self._producer.produce(self.settings.topic(T.DLQ), trigger.job_id, raw)
+        await self._producer.produce(self.settings.topic(T.LEDGER), trigger.job_id, raw)
+        ATTEMPTS.labels("scraper_crashed").inc()
+        log.warning("job %s attempt %d dead-lettered: %s", trigger.job_id, trigger.attempt, event.message)
 
     async def _record(self, trigger: L.FetchSpec, result: FetchOk | FetchError) -> None:
         """Write the body (if any) and the attempt's events; return once Kafka acknowledged them."""
@@ -325,13 +399,14 @@ class FetchSink(BaseSink):
             trigger, result, settings=settings, body_ref=body_ref, body_inline=body_inline
         )
         ledger_topic = settings.topic(T.LEDGER)
-        sends = [
-            self._producer.produce(ledger_topic, e.job_id, L.encode_event(e)) for e in events
-        ]
-        for e in events:
+        for e in events:  # the DLQ copy first: a durable ledger outcome implies its copy exists
             if isinstance(e, L.JobDeadLettered):
-                sends.append(self._producer.produce(settings.topic(T.DLQ), e.job_id, L.encode_event(e)))
-        await asyncio.gather(*sends)
+                await self._producer.produce(settings.topic(T.DLQ), e.job_id, L.encode_event(e))
+        # one producer, one partition, idempotent: acknowledged in order, so a durable
+        # RetryScheduled implies its AttemptFailed (the crash log relies on it)
+        await asyncio.gather(
+            *(self._producer.produce(ledger_topic, e.job_id, L.encode_event(e)) for e in events)
+        )
         last = events[-1]
         log.info("job %s attempt %d: %s", trigger.job_id, trigger.attempt, _describe(last, result))
 
@@ -346,9 +421,10 @@ def build(settings: Settings) -> tuple[Processor, FetchSink]:
     # Commit less often than the other processors: each checkpoint waits for every fetch it
     # started, so a longer interval keeps the 64-wide window full between barriers.
     proc = Processor(settings, "scraper", commit_interval=max(settings.commit_interval_s, 2.0))
-    sink = FetchSink(settings)
+    sink = FetchSink(settings, proc.crashes)
     sdf = proc.app.dataframe(proc.topic(T.LEDGER))
-    sdf = sdf.apply(scrape_trigger).filter(lambda trigger: trigger is not None)
+    crashes = proc.crashes
+    sdf = sdf.apply(lambda raw: scrape_trigger(raw, crashes)).filter(lambda trigger: trigger is not None)
     sdf.sink(sink)
     return proc, sink
 

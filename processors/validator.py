@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import ledger as L
 from processors.fetch import Rejection, check_address, validate_url
+from scrapeledger import faults
 from scrapeledger import topics as T
 from scrapeledger.errors import EventError
 from scrapeledger.observability import EVENTS, POISON
@@ -65,6 +66,7 @@ def validate_step(raw: bytes, settings: Settings) -> list[Out]:
         return []
     if not isinstance(event, L.JobSubmitted):
         return []
+    faults.check(settings.faults, "validator", event.url)
     common: dict[str, Any] = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated", "at": L.now(),
               "source": settings.pod_name}
     try:

@@ -45,9 +45,11 @@ def read_to_end(
     *,
     partitions: list[int] | None = None,
     on_total: Callable[[int], None] | None = None,
+    start: dict[int, int] | None = None,
 ) -> Iterator[Message]:
-    """Every record of ``topic`` (or some partitions) from the beginning to the high watermark
-    seen when the read started. Records written later belong to the next read."""
+    """Every record of ``topic`` (or some partitions) from the beginning - or from ``start``'s
+    offset, where it names the partition - to the high watermark seen when the read started.
+    Records written later belong to the next read."""
     c = consumer(settings)
     try:
         parts = partitions if partitions is not None else partitions_of(c, topic)
@@ -58,9 +60,10 @@ def read_to_end(
                 low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             except KafkaException as exc:
                 raise BrokerUnavailableError(f"cannot read {topic}[{p}]: {exc}") from None
-            if high > low:
+            first = max(low, (start or {}).get(p, low))
+            if high > first:
                 ends[p] = high
-                assignment.append(TopicPartition(topic, p, low))
+                assignment.append(TopicPartition(topic, p, first))
         if on_total is not None:
             on_total(sum(ends[tp.partition] - tp.offset for tp in assignment))
         if not assignment:
@@ -83,6 +86,20 @@ def read_to_end(
                     yield msg
                 if msg.offset() >= end - 1:
                     del ends[p]
+    finally:
+        c.close()
+
+
+def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """The offsets consumer group ``group`` has committed on ``topic`` (partitions it has)."""
+    c = consumer(settings, **{"group.id": group})  # never subscribes: reads, never joins or commits
+    try:
+        parts = partitions_of(c, topic)
+        try:
+            found = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        except KafkaException as exc:
+            raise BrokerUnavailableError(f"cannot read {group}'s offsets: {exc}") from None
+        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
     finally:
         c.close()
 

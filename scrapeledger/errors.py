@@ -58,3 +58,7 @@ class ProtocolError(ScrapeledgerError):
 
 class UnknownJobError(ScrapeledgerError):
     """A job id the ledger never saw."""
+
+
+class InjectedFault(ScrapeledgerError):
+    """A failure injected on purpose (``SCRAPELEDGER_FAULTS``), to test the failure paths."""

@@ -33,6 +33,10 @@ JOB_SECONDS = Histogram(
     "scrapeledger_job_seconds", "Submit-to-terminal time of a job, from its ledger events",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+REPLAYS_SKIPPED = Counter(
+    "scrapeledger_replayed_attempts_skipped",
+    "Fetch triggers seen again after their attempt's outcome was recorded (not refetched)",
+)
 IN_FLIGHT = Gauge("scrapeledger_fetches_in_flight", "Fetch attempts running in this scraper")
 WS_CONNECTIONS = Gauge("scrapeledger_websocket_connections", "Open WebSocket connections on this edge")
 RESULTS_SENT = Counter("scrapeledger_results_sent", "Result frames sent to clients by this edge")

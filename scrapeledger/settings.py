@@ -69,6 +69,24 @@ class Settings(BaseSettings):
     scraper_backoff_base_s: float = Field(0.5, ge=0, validation_alias=_env("SCRAPER_BACKOFF_BASE_S"))
     scraper_backoff_max_s: float = Field(30.0, ge=0, validation_alias=_env("SCRAPER_BACKOFF_MAX_S"))
 
+    scraper_max_crashes: int = Field(
+        2, ge=1, validation_alias=_env("SCRAPER_MAX_CRASHES"),
+        description="How often an attempt running alone may die with the scraper process before "
+        "the job is dead-lettered (scraper_crashed).",
+    )
+
+    # --- failure handling ----------------------------------------------------------------------
+    max_processing_failures: int = Field(
+        3, ge=1, validation_alias=_env("SCRAPELEDGER_MAX_PROCESSING_FAILURES"),
+        description="How often a processor may raise on one ledger record before it dead-letters "
+        "the job (processing_error) and moves on.",
+    )
+    faults: str = Field(
+        "", validation_alias=_env("SCRAPELEDGER_FAULTS"),
+        description="Fault injection for failure-path tests: comma-separated "
+        "component:action:url-substring (action raise or kill). Empty in production.",
+    )
+
     # --- results -------------------------------------------------------------------------------
     replay_window_s: float = Field(
         7 * 24 * 3600.0, gt=0, validation_alias=_env("SCRAPELEDGER_REPLAY_WINDOW_S"),

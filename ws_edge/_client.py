@@ -63,6 +63,7 @@ class Client:
         self._closed = False
         self._connected = asyncio.Event()
         self.reconnects = 0
+        self.resumes = 0
         self.duplicates = 0
 
     async def __aenter__(self) -> Client:
@@ -122,6 +123,15 @@ class Client:
         self._by_job[job_id] = pending
         await self._write(pending.frame)
         return await pending.result
+
+    async def reconnect(self) -> None:
+        """Drop the connection now; the client moves to the next server and resumes its jobs there.
+
+        The same path a network failure takes, on purpose: for moving clients off a pod that is
+        being drained, and for tests that drop connections at random.
+        """
+        if self._conn is not None and self._connected.is_set():
+            self._conn.close()
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -188,6 +198,7 @@ class Client:
     async def _resend(self) -> None:
         for pending in list(self._by_job.values()):
             if not pending.result.done():
+                self.resumes += 1
                 await self._write({"event": "resume", "job_id": pending.job_id})
         for pending in list(self._by_ref.values()):
             await self._write(pending.frame)

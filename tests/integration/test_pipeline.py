@@ -44,7 +44,10 @@ def test_the_old_clients_exact_frame_gets_the_pages_html(stack: Stack, pages: st
 
     # the ledger holds the job's full history, in order; the compacted topic its final state
     events = history(stack.settings, str(result["job_id"]))
-    assert [e.TYPE for e in events[:3]] == ["JobSubmitted", "JobValidated", "ScrapeSucceeded"]
+    # the scraper records each attempt's start (acknowledged) before it fetches
+    assert [e.TYPE for e in events[:4]] == [
+        "JobSubmitted", "JobValidated", "AttemptStarted", "ScrapeSucceeded"
+    ]
     final = current_state(stack.settings, str(result["job_id"]))
     assert final is not None and final.status == "succeeded"
     assert final == L.fold_all(events)[final.job_id]
@@ -151,8 +154,10 @@ def test_a_flaky_server_succeeds_on_the_third_attempt(stack: Stack, pages: str) 
     assert result["status"] == "succeeded"
     assert result["attempts"] == 3
     events = history(stack.settings, str(result["job_id"]))
-    assert [e.TYPE for e in events if e.attempt > 0 and e.TYPE != "JobValidated"] == [
-        "AttemptFailed", "RetryScheduled", "AttemptFailed", "RetryScheduled", "ScrapeSucceeded",
+    assert [(e.TYPE, e.attempt) for e in events if e.attempt > 0 and e.TYPE != "JobValidated"] == [
+        ("AttemptStarted", 1), ("AttemptFailed", 1), ("RetryScheduled", 2),
+        ("AttemptStarted", 2), ("AttemptFailed", 2), ("RetryScheduled", 3),
+        ("AttemptStarted", 3), ("ScrapeSucceeded", 3),
     ]
 
 

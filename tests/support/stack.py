@@ -89,11 +89,11 @@ class Stack:
         }
         self.procs: dict[str, Proc] = {}
 
-    def start(self, component: str, *, name: str | None = None, **env: str) -> Proc:
+    def start(self, component: str, *, name: str | None = None, port: int = 0, **env: str) -> Proc:
         name = name or component
         argv = [sys.executable, "-m", "scrapeledger.cli", component]
         if component == "edge":
-            argv += ["--port", "0"]
+            argv += ["--port", str(port)]
         popen = subprocess.Popen(
             argv,
             env={**self.env, "POD_NAME": env.pop("POD_NAME", name), **env},
@@ -113,11 +113,11 @@ class Stack:
         for component in ("state", "validator", "scraper"):
             self.start(component)
 
-    def edge(self, pod: str = "edge-a", **env: str) -> str:
-        """Start an edge pod; return its WebSocket URL once it listens."""
-        proc = self.start("edge", name=pod, POD_NAME=pod, **env)
-        port = proc.wait_for(READY.pattern, timeout=90).group(2)
-        return f"ws://127.0.0.1:{port}/"
+    def edge(self, pod: str = "edge-a", *, port: int = 0, **env: str) -> str:
+        """Start an edge pod (on ``port``, or any free one); return its WebSocket URL once ready."""
+        proc = self.start("edge", name=pod, port=port, POD_NAME=pod, **env)
+        listening = proc.wait_for(READY.pattern, timeout=90).group(2)
+        return f"ws://127.0.0.1:{listening}/"
 
     @staticmethod
     def _pump(proc: Proc) -> None:

@@ -50,6 +50,10 @@ def events_of(job_id: str | None = None) -> st.SearchStrategy[L.Event]:
         _ev(L.ResultDelivered, pod=_pods),
         _ev(L.JobRedriven, url=_text, base=_attempt, reason=_text),
         _ev(L.JobExpired),
+        _ev(L.AttemptStarted, solo=st.booleans()),
+        _ev(L.ProcessingFailed, processor=st.sampled_from(["validator", "state"]),
+            partition=st.integers(0, 5), offset=st.integers(0, 10**6), failures=st.integers(1, 5),
+            error=_text),
     ]
     strategy = st.one_of(kinds)
     if job_id is None:

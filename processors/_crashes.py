@@ -1,0 +1,117 @@
+"""What the ledger says about work a consumer group started but may not have finished.
+
+A processor that dies on a record restarts from its group's last committed offset and meets the
+same record again. To stop "the same message was processed forever", the count of tries has to
+outlive the process, so it is kept in the ledger: the scraper writes ``AttemptStarted`` before
+each fetch, and a processor whose step raises writes ``ProcessingFailed``. At start-up a
+processor reads the ledger from its group's committed offsets to the end - exactly the records it
+is about to see again, and the events written about them - and turns those events into a
+:class:`CrashLog` that decides, per record, whether to run it, run it alone, skip it or
+dead-letter it.
+
+The read covers every partition, not only the ones this process will be assigned, because the
+assignment is not known yet. A partition that moves to a long-running process in a rebalance is
+not re-read, so that process may try a crashing record once more than the limit; each restart
+reads again, so the bound is the limit plus the number of processes, never unbounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import ledger as L
+from replay import committed_offsets, read_to_end
+from scrapeledger import topics as T
+from scrapeledger.errors import EventError
+from scrapeledger.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Plan = Literal["run", "solo", "skip", "dead"]
+
+SOLO_AFTER = 2
+"""Starts without an outcome after which an attempt runs alone: two process deaths with it in
+flight make it a suspect, and running it alone keeps innocent neighbours out of its count."""
+
+FINISHED_KEPT = 100_000
+"""Finished attempts remembered (oldest forgotten first): replayed triggers arrive within seconds
+of their outcome, and the bound keeps a long-running scraper's memory flat."""
+
+_RELEVANT = (L.AttemptStarted, L.ProcessingFailed, L.RetryScheduled, *L.OUTCOMES)
+
+
+@dataclass
+class CrashLog:
+    """Counts of unfinished tries, read back from the ledger."""
+
+    starts: Counter[tuple[str, int]] = field(default_factory=Counter)
+    solo_starts: Counter[tuple[str, int]] = field(default_factory=Counter)
+    finished: dict[tuple[str, int], None] = field(default_factory=dict)  # an insertion-ordered set
+    failures: Counter[tuple[str, int, int]] = field(default_factory=Counter)
+    """``(processor, partition, offset)`` -> times that processor raised on that record."""
+
+    def add(self, event: L.Event) -> None:
+        key = (event.job_id, event.attempt)
+        if isinstance(event, L.AttemptStarted):
+            self.starts[key] += 1
+            if event.solo:
+                self.solo_starts[key] += 1
+        elif isinstance(event, L.ProcessingFailed):
+            where = (event.processor, event.partition, event.offset)
+            self.failures[where] = max(self.failures[where], event.failures)
+        elif isinstance(event, L.RetryScheduled):
+            # written after the attempt's AttemptFailed by the same idempotent producer to the
+            # same partition: seeing it means attempt n-1's whole outcome is durable
+            if event.event_id == L.retry_id(event.job_id, event.attempt):
+                self._finish((event.job_id, event.attempt - 1))
+        elif L.is_outcome(event) and not isinstance(event, L.AttemptFailed):
+            self._finish(key)  # a terminal outcome is a single event
+
+    def _finish(self, key: tuple[str, int]) -> None:
+        self.finished[key] = None
+        if len(self.finished) > FINISHED_KEPT:
+            del self.finished[next(iter(self.finished))]
+        self.starts.pop(key, None)
+        self.solo_starts.pop(key, None)
+
+    def plan(self, job_id: str, attempt: int, *, max_crashes: int) -> Plan:
+        """What the scraper should do with attempt ``attempt`` of ``job_id`` now."""
+        key = (job_id, attempt)
+        if key in self.finished:
+            return "skip"  # its outcome is already in the ledger; fetching again changes nothing
+        if self.solo_starts[key] >= max_crashes:
+            return "dead"
+        if self.starts[key] >= SOLO_AFTER:
+            return "solo"
+        return "run"
+
+    @property
+    def unfinished(self) -> int:
+        return len(self.starts)
+
+
+def read_crash_log(settings: Settings, processor: str) -> CrashLog:
+    """Read the ledger from ``processor``'s committed offsets to the end into a :class:`CrashLog`."""
+    topic = settings.topic(T.LEDGER)
+    crashes = CrashLog()
+    start = committed_offsets(settings, settings.group(processor), topic)
+    records = 0
+    for msg in read_to_end(settings, topic, start=start):
+        records += 1
+        raw = msg.value()
+        if not L.may_be(raw, _RELEVANT):
+            continue
+        try:
+            crashes.add(L.decode_event(raw))
+        except EventError:
+            continue
+    if crashes.unfinished or crashes.failures:
+        log.warning(
+            "%s: %d attempt(s) started without an outcome and %d record(s) that raised, in %d "
+            "uncommitted ledger records",
+            processor, crashes.unfinished, len(crashes.failures), records,
+        )
+    return crashes
