@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from scrapeledger.errors import ScrapeledgerError, UnknownJobError
@@ -62,6 +63,7 @@ class Client:
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
         self._connected = asyncio.Event()
+        self._failed: ScrapeledgerError | None = None
         self.reconnects = 0
         self.resumes = 0
         self.duplicates = 0
@@ -150,6 +152,8 @@ class Client:
 
     async def _write(self, frame: dict[str, Any]) -> None:
         await self._connected.wait()
+        if self._failed is not None:
+            raise self._failed
         conn = self._conn
         try:
             if conn is None:
@@ -172,7 +176,9 @@ class Client:
                 )
                 self._connected.set()
                 return
-            except (OSError, TimeoutError, WebSocketClosedError) as exc:
+            # HTTPClientError: the pod died mid-handshake (599 stream closed) or is not serving
+            # WebSockets yet or any more (503 while draining): another try, maybe another pod
+            except (OSError, TimeoutError, WebSocketClosedError, HTTPClientError) as exc:
                 if loop.time() >= deadline or self._closed:
                     raise ScrapeledgerError(f"cannot connect to {self.server}: {exc}") from None
                 log.info("connect to %s failed (%s); retrying in %.1fs", self.server, exc, delay)
@@ -180,6 +186,23 @@ class Client:
                 delay = min(delay * 2, 5.0)
 
     async def _read_forever(self) -> None:
+        try:
+            await self._read_loop()
+        except Exception as exc:
+            # nothing may wait forever on a reader that is gone: every caller hears why
+            log.error("connection lost for good: %s", exc)
+            err = exc if isinstance(exc, ScrapeledgerError) else ScrapeledgerError(f"client failed: {exc!r}")
+            for pending in [*self._by_ref.values(), *self._by_job.values()]:
+                for fut in (pending.accepted, pending.result):
+                    if not fut.done():
+                        fut.set_exception(err)
+            self._by_ref.clear()
+            self._by_job.clear()
+            self._failed = err
+            self._connected.set()  # writers waiting for a connection wake up and hear it
+            raise
+
+    async def _read_loop(self) -> None:
         while not self._closed:
             conn = self._conn
             assert conn is not None
