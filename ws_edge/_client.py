@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from scrapeledger.errors import ScrapeledgerError, UnknownJobError
@@ -169,13 +169,19 @@ class Client:
         while True:
             self.server = self.servers[self._next_server % len(self.servers)]
             self._next_server += 1
+            # Tornado enforces the timeouts itself and closes what it gave up on; a cancelled
+            # wait would orphan a handshake that completes later (an unclosed connection)
+            request = HTTPRequest(
+                self.server, connect_timeout=self.connect_timeout, request_timeout=self.connect_timeout
+            )
+            attempt = asyncio.ensure_future(websocket_connect(request, max_message_size=64 * 1024 * 1024))
             try:
-                self._conn = await asyncio.wait_for(
-                    websocket_connect(self.server, max_message_size=64 * 1024 * 1024),
-                    timeout=self.connect_timeout,
-                )
+                self._conn = await asyncio.shield(attempt)
                 self._connected.set()
                 return
+            except asyncio.CancelledError:  # close() while connecting: close what arrives late
+                attempt.add_done_callback(_close_late)
+                raise
             # HTTPClientError: the pod died mid-handshake (599 stream closed) or is not serving
             # WebSockets yet or any more (503 while draining): another try, maybe another pod
             except (OSError, TimeoutError, WebSocketClosedError, HTTPClientError) as exc:
@@ -255,3 +261,8 @@ class Client:
                 pending.result.exception()  # mark retrieved; accepted carries the error
             else:
                 log.warning("edge error: %s", err)
+
+
+def _close_late(attempt: asyncio.Future[WebSocketClientConnection]) -> None:
+    if not attempt.cancelled() and attempt.exception() is None:
+        attempt.result().close()

@@ -47,7 +47,8 @@ class ChaosConfig:
     kill_every: float = 3.0
     disconnect_every: float = 4.0
     deadline_s: float = 600.0
-    seed: int = 0
+    seed: int = field(default_factory=lambda: random.randrange(1_000_000))
+    """Picks the jobs, the victims, the pauses and the disconnects (timing still varies)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class ChaosReport:
     def summary(self) -> str:
         kills = ", ".join(f"{k} {v}" for k, v in sorted(self.kills.items()))
         return (
-            f"{self.config.jobs} jobs from {self.config.clients} clients in {self.seconds:.0f}s; "
+            f"seed {self.config.seed}: {self.config.jobs} jobs from {self.config.clients} clients in "
+            f"{self.seconds:.0f}s; "
             f"kills: {sum(self.kills.values())} ({kills}); client disconnects {self.disconnects}, "
             f"reconnects {self.reconnects}, resumes sent {self.resumes}, duplicate results seen "
             f"{self.duplicates}; lost {self.lost}; ledger: {self.ledger_jobs} jobs, {self.ledger_events} "
