@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -34,6 +35,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import orjson
 from tornado.httpclient import AsyncHTTPClient
@@ -103,6 +105,9 @@ class Client:
     def __init__(self, conn: WebSocketClientConnection, window: int) -> None:
         self.conn = conn
         self.window = window
+        self.finished = 0
+        self.accepted: set[str] = set()
+        """Jobs accepted and not finished yet (named when a run stalls)."""
 
     async def run(self, urls: list[str]) -> None:
         outstanding = 0
@@ -121,9 +126,13 @@ class Client:
             if msg["event"] == "result":
                 if msg["status"] != "succeeded":
                     raise SystemExit(f"job failed: {msg}")
+                self.accepted.discard(msg["job_id"])
                 outstanding -= 1
                 done += 1
-            elif msg["event"] != "accepted":
+                self.finished += 1
+            elif msg["event"] == "accepted":
+                self.accepted.add(msg["job_id"])
+            else:
                 raise SystemExit(f"unexpected frame: {msg}")
 
 
@@ -138,8 +147,31 @@ async def measure(stack: Stack, ws_url: str, page: str, args: argparse.Namespace
     start = time.perf_counter()
 
     async def step(n: int) -> None:
+        """Run ``n`` jobs to their results; stop the run if a component dies or nothing finishes
+        for ``--stall`` seconds (a dead processor would otherwise leave the clients waiting)."""
         urls = [page.format(n=next(numbers)) for _ in range(n)]
-        await asyncio.gather(*(c.run(urls[i :: len(clients)]) for i, c in enumerate(clients)))
+        task = asyncio.ensure_future(
+            asyncio.gather(*(c.run(urls[i :: len(clients)]) for i, c in enumerate(clients)))
+        )
+        seen, since = -1, time.monotonic()
+        while not task.done():
+            await asyncio.wait({task}, timeout=2.0)
+            dead = [name for name, proc in stack.procs.items() if proc.popen.poll() is not None]
+            progress = sum(c.finished for c in clients)
+            if progress != seen:
+                seen, since = progress, time.monotonic()
+            if dead or time.monotonic() - since > args.stall:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                why = f"{', '.join(dead)} exited" if dead else f"no result for {args.stall:.0f} s"
+                tails = "".join(f"--- {name} (last lines):\n{''.join(proc.lines[-15:])}"
+                                for name, proc in stack.procs.items() if name in dead or not dead)
+                stuck = set().union(*(c.accepted for c in clients))
+                raise SystemExit(f"run stopped after {progress:,} results of this step: {why}\n{tails}"
+                                 f"--- accepted jobs without a result, and their ledger events:\n"
+                                 f"{ledger_of(stack.settings, stuck)}")
+        task.result()
 
     async def sample(jobs: int) -> Sample:
         await asyncio.sleep(args.settle)
@@ -176,6 +208,20 @@ async def measure(stack: Stack, ws_url: str, page: str, args: argparse.Namespace
     return samples
 
 
+def ledger_of(settings: Settings, job_ids: set[str], most: int = 20) -> str:
+    """Each job's ledger event types in order, one line per job (for a stalled run's report)."""
+    import ledger as L
+    from replay import read_to_end
+    from scrapeledger import topics as T
+
+    history: dict[str, list[str]] = {j: [] for j in job_ids}
+    for msg in read_to_end(settings, settings.topic(T.LEDGER)):
+        event = L.decode_event(msg.value())
+        if event.job_id in history:
+            history[event.job_id].append(f"{event.TYPE}@p{msg.partition()}")
+    return "".join(f"{j}: {' '.join(h) or '(none)'}\n" for j, h in sorted(history.items())[:most])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=100_000, help="jobs after the warm-up")
@@ -185,7 +231,10 @@ def main() -> None:
     ap.add_argument("--page-kb", type=int, default=2, help="size of each page (pages.py /page/<n>)")
     ap.add_argument("--concurrency", type=int, default=64, help="scraper fetches in flight")
     ap.add_argument("--settle", type=float, default=0.5, help="seconds idle before each sample")
+    ap.add_argument("--stall", type=float, default=120.0, help="give up after this long without a result")
     args = ap.parse_args()
+    # SIGTERM (e.g. from ``timeout``) unwinds like Ctrl-C, so the components and the broker stop
+    signal.signal(signal.SIGTERM, _exit_on_signal)
 
     with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp, start_pages() as pages:
         settings = Settings(
@@ -203,6 +252,10 @@ def main() -> None:
         finally:
             stack.stop_all()
     report(samples, args)
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def report(samples: list[Sample], args: argparse.Namespace) -> None:
