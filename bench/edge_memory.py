@@ -14,9 +14,12 @@ then ``--clients`` WebSocket connections that stay open for the whole run, each 
 Growth is the slope of a least-squares line through the post-warm-up RSS samples (MiB per
 100,000 finished jobs, and bytes per job); the peak is VmHWM, the most the edge held at any
 moment, working set under load included. A last sample after the clients disconnect shows what
-the sockets themselves held.
+the sockets themselves held. If a component exits, or no result arrives for ``--stall`` seconds,
+the run stops and names the jobs still waiting with their ledger events; everything started is
+stopped in any case (SIGTERM included).
 
-    .venv/bin/python bench/edge_memory.py --jobs 100000 --step 10000 --clients 10 --window 20
+    .venv/bin/python bench/edge_memory.py
+    .venv/bin/python bench/edge_memory.py --clients 20 --window 50 --page-kb 47   # e2e.py's load
 """
 
 from __future__ import annotations
@@ -106,8 +109,8 @@ class Client:
         self.conn = conn
         self.window = window
         self.finished = 0
-        self.accepted: set[str] = set()
-        """Jobs accepted and not finished yet (named when a run stalls)."""
+        self.accepted: dict[str, float] = {}
+        """Jobs accepted and not finished yet, and when (named when a run stalls)."""
 
     async def run(self, urls: list[str]) -> None:
         outstanding = 0
@@ -126,12 +129,12 @@ class Client:
             if msg["event"] == "result":
                 if msg["status"] != "succeeded":
                     raise SystemExit(f"job failed: {msg}")
-                self.accepted.discard(msg["job_id"])
+                self.accepted.pop(msg["job_id"], None)
                 outstanding -= 1
                 done += 1
                 self.finished += 1
             elif msg["event"] == "accepted":
-                self.accepted.add(msg["job_id"])
+                self.accepted[msg["job_id"]] = time.perf_counter()
             else:
                 raise SystemExit(f"unexpected frame: {msg}")
 
@@ -167,8 +170,8 @@ async def measure(stack: Stack, ws_url: str, page: str, args: argparse.Namespace
                 why = f"{', '.join(dead)} exited" if dead else f"no result for {args.stall:.0f} s"
                 tails = "".join(f"--- {name} (last lines):\n{''.join(proc.lines[-15:])}"
                                 for name, proc in stack.procs.items() if name in dead or not dead)
-                stuck = set().union(*(c.accepted for c in clients))
-                raise SystemExit(f"run stopped after {progress:,} results of this step: {why}\n{tails}"
+                stuck = {j: t - start for c in clients for j, t in c.accepted.items()}
+                raise SystemExit(f"run stopped after {progress:,} results in all: {why}\n{tails}"
                                  f"--- accepted jobs without a result, and their ledger events:\n"
                                  f"{ledger_of(stack.settings, stuck)}")
         task.result()
@@ -208,18 +211,35 @@ async def measure(stack: Stack, ws_url: str, page: str, args: argparse.Namespace
     return samples
 
 
-def ledger_of(settings: Settings, job_ids: set[str], most: int = 20) -> str:
-    """Each job's ledger event types in order, one line per job (for a stalled run's report)."""
+def ledger_of(settings: Settings, jobs: dict[str, float], most: int = 20) -> str:
+    """For a stalled run's report: each job's ledger partition (by key), when it was accepted and
+    its ledger event types in order; then every ledger partition's records read and watermarks."""
+    from confluent_kafka import TopicPartition
+
     import ledger as L
     from replay import read_to_end
+    from replay._reader import consumer
     from scrapeledger import topics as T
+    from scrapeledger.partitioner import partition_for
 
-    history: dict[str, list[str]] = {j: [] for j in job_ids}
-    for msg in read_to_end(settings, settings.topic(T.LEDGER)):
+    topic = settings.topic(T.LEDGER)
+    history: dict[str, list[str]] = {j: [] for j in jobs}
+    per_partition: dict[int, int] = {}
+    for msg in read_to_end(settings, topic):
+        per_partition[msg.partition()] = per_partition.get(msg.partition(), 0) + 1
         event = L.decode_event(msg.value())
         if event.job_id in history:
             history[event.job_id].append(f"{event.TYPE}@p{msg.partition()}")
-    return "".join(f"{j}: {' '.join(h) or '(none)'}\n" for j, h in sorted(history.items())[:most])
+    lines = [f"{j} (key -> p{partition_for(j, settings.partitions)}, accepted at {jobs[j]:.1f} s): "
+             f"{' '.join(h) or '(none)'}\n" for j, h in sorted(history.items())[:most]]
+    c = consumer(settings)
+    try:
+        for p in sorted(per_partition):
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            lines.append(f"ledger p{p}: {per_partition[p]:,} records read, watermarks {low}..{high}\n")
+    finally:
+        c.close()
+    return "".join(lines)
 
 
 def main() -> None:
@@ -278,7 +298,7 @@ def report(samples: list[Sample], args: argparse.Namespace) -> None:
     print("(MiB; RSS/anon/HWM are the edge's VmRSS/RssAnon/VmHWM; conns and waiting from its /metrics)")
     per_100k = fit.slope * 100_000
     print(f"edge RSS after warm-up: {warm.rss:.1f} MiB; at the end: {end.rss:.1f} MiB "
-          f"(+{end.rss - warm.rss:.1f} over {end.jobs:,} jobs); after the clients left: {after.rss:.1f} MiB")
+          f"({end.rss - warm.rss:+.1f} over {end.jobs:,} jobs); after the clients left: {after.rss:.1f} MiB")
     print(f"edge growth per 100,000 finished jobs (least squares over {len(run)} samples): "
           f"{per_100k:+.2f} MiB ({fit.slope * MiB:+.1f} bytes/job); anonymous memory "
           f"{fit_anon.slope * 100_000:+.2f} MiB")

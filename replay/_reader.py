@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -11,6 +13,8 @@ from scrapeledger.clients import fetch_config
 from scrapeledger.errors import BrokerUnavailableError
 from scrapeledger.partitioner import partition_for
 from scrapeledger.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def consumer(settings: Settings, **extra: object) -> Consumer:
@@ -90,16 +94,29 @@ def read_to_end(
         c.close()
 
 
-def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
-    """The offsets consumer group ``group`` has committed on ``topic`` (partitions it has)."""
+def committed_offsets(
+    settings: Settings, group: str, topic: str, *, timeout: float = 60.0
+) -> dict[int, int]:
+    """The offsets consumer group ``group`` has committed on ``topic`` (partitions it has).
+
+    Retries while the group coordinator is not there yet (NOT_COORDINATOR, "coordinator load in
+    progress" on a broker that has just started) for up to ``timeout`` seconds.
+    """
     c = consumer(settings, **{"group.id": group})  # never subscribes: reads, never joins or commits
     try:
         parts = partitions_of(c, topic)
-        try:
-            found = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-        except KafkaException as exc:
-            raise BrokerUnavailableError(f"cannot read {group}'s offsets: {exc}") from None
-        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            try:
+                found = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+                return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailableError(f"cannot read {group}'s offsets: {exc}") from None
+                log.info("reading %s's offsets: %s; retrying", group, exc)
+                time.sleep(delay)  # back-off between retries of a failed broker call
+                delay = min(delay * 2, 2.0)
     finally:
         c.close()
 
