@@ -48,8 +48,9 @@ def check_request(event: L.FetchSpec, *, allow_private: bool) -> str:
             raise Rejection("invalid_options", f"bad header {name!r}")
     if event.proxy is not None:
         proxy = urlsplit(event.proxy)
-        if proxy.scheme not in ("http", "https", "socks5") or not proxy.hostname:
-            raise Rejection("invalid_options", "proxy must be an http(s):// or socks5:// URL")
+        # the fetch engine speaks HTTP proxies only: a socks5:// proxy would fail every attempt
+        if proxy.scheme not in ("http", "https") or not proxy.hostname:
+            raise Rejection("invalid_options", "proxy must be an http:// or https:// URL")
     return url
 
 
