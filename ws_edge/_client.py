@@ -88,6 +88,9 @@ class Client:
                 self._reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._reader
+        if self._conn is not None:
+            # the reader may have opened a new connection while we waited for it to stop
+            self._conn.close()
         stream = getattr(self._conn, "stream", None)
         if stream is not None and not stream.closed():
             stream.close()

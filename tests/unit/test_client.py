@@ -61,3 +61,38 @@ def test_a_client_that_cannot_connect_anywhere_says_so() -> None:
 
     with pytest.raises(ScrapeledgerError, match="cannot connect"):
         asyncio.run(go())
+
+
+class SlowHandshake(Quiet):
+    arrived: asyncio.Event
+
+    async def get(self, *args: str, **kwargs: str) -> None:
+        SlowHandshake.arrived.set()
+        await asyncio.sleep(0.3)  # the pod is slow to accept: the handshake outlasts close()'s start
+        await super().get(*args, **kwargs)
+
+
+def test_close_during_a_reconnect_leaves_no_connection_open() -> None:
+    import gc
+    import warnings
+
+    async def go() -> None:
+        SlowHandshake.arrived = asyncio.Event()
+        fast, fast_url = await serve(Quiet)
+        slow, slow_url = await serve(SlowHandshake)
+        try:
+            client = Client([fast_url, slow_url], connect_timeout=5)
+            await client.__aenter__()
+            await client.reconnect()  # the reader moves on to the slow server...
+            await SlowHandshake.arrived.wait()  # ...and is inside its handshake when we close
+            await client.close()
+        finally:
+            for server in (fast, slow):
+                server.stop()
+                await server.close_all_connections()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(go())
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
