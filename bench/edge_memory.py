@@ -28,14 +28,12 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import os
 import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -46,24 +44,13 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.e2e import broker
 from scrapeledger.settings import Settings
 from tests.support.stack import Stack, start_pages
 
 MiB = 1024 * 1024
 OTHERS = ("state", "validator", "scraper")
 EDGE = "edge-a"
-
-
-@contextlib.contextmanager
-def broker() -> Iterator[str]:
-    """``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local Kafka for the run (as bench/e2e.py)."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-        return
-    from scrapeledger.broker import LocalBroker
-
-    with LocalBroker(port=0) as b:
-        yield b.bootstrap
 
 
 @dataclass(frozen=True)
