@@ -8,11 +8,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.support.stack import eventually
 
 
 def _lines(stream: subprocess.Popen[str], into: queue.Queue[str | None]) -> None:
@@ -43,10 +44,9 @@ def test_the_broker_command_prints_ready_and_exits_0_on_sigterm(tmp_path: Path) 
         admin = AdminClient({"bootstrap.servers": bootstrap})
         topic = f"cli-{uuid.uuid4().hex[:8]}"
         admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-        deadline = time.monotonic() + 30  # metadata reaches the broker shortly after the create returns
-        while topic not in admin.list_topics(timeout=10).topics:
-            assert time.monotonic() < deadline, f"{topic} never appeared in the metadata"
-            time.sleep(0.1)
+        # metadata reaches the broker shortly after the create returns
+        eventually(lambda: topic in admin.list_topics(timeout=10).topics, timeout=30,
+                   what=f"{topic} in the metadata", interval=0.1)
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, stderr_path.read_text()[-3000:]

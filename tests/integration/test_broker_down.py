@@ -14,17 +14,13 @@ from scrapeledger import topics as T
 from scrapeledger.broker import LocalBroker, free_port
 from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
-from tests.support.stack import Stack
+from tests.support.stack import Stack, eventually
 
 
 def _wait_for_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if topic in admin.list_topics(timeout=5).topics:
-            return
-        time.sleep(0.2)  # polling a condition with a deadline, not a readiness guess
-    raise AssertionError(f"{topic} was not created within {timeout}s")
+    eventually(lambda: topic in admin.list_topics(timeout=5).topics, timeout=timeout,
+               what=f"{topic} to be created", interval=0.2)
 
 
 def test_a_processor_started_before_the_broker_waits_then_works(tmp_path: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
 from pathlib import Path
 
 from scrapeledger.broker import LocalBroker, free_port
 from scrapeledger.settings import Settings
 from tests.support.procs import http_get
-from tests.support.stack import Stack
+from tests.support.stack import Stack, eventually
 
 from .wsclient import Raw
 
@@ -67,12 +66,8 @@ def test_readyz_is_not_ready_while_the_broker_is_down(tmp_path: Path) -> None:
         assert http_get(f"http://127.0.0.1:{metrics}/healthz")[0] == 200  # alive: no restart storm
         assert http_get(f"http://127.0.0.1:{metrics}/readyz")[0] == 503
         with LocalBroker(port=port, data_dir=tmp_path / "kafka"):
-            deadline = time.monotonic() + 60
-            code = 0
-            while code != 200 and time.monotonic() < deadline:
-                code = http_get(f"http://127.0.0.1:{metrics}/readyz")[0]
-                time.sleep(0.2)  # polling readiness with a deadline
-            assert code == 200
+            eventually(lambda: http_get(f"http://127.0.0.1:{metrics}/readyz")[0] == 200, timeout=60,
+                       what="/readyz to answer 200", interval=0.2)
             assert http_get(f"http://127.0.0.1:{metrics}/healthz")[0] == 200
             stack.stop_all()
     finally:

@@ -177,10 +177,14 @@ def start_pages() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def eventually(check: Callable[[], T], *, timeout: float = 60.0, what: str = "condition") -> T:
+def eventually(
+    check: Callable[[], T], *, timeout: float = 60.0, what: str = "condition", interval: float = 0.0
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``.
 
-    Each call of ``check`` is a real round trip (a Kafka read), so no sleep is needed between.
+    Each call of ``check`` is a real round trip (a Kafka read), so no sleep is needed between;
+    ``interval`` spaces out checks that are too cheap to poll flat out (a metadata or HTTP probe
+    while a broker starts on the same cores).
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -189,3 +193,5 @@ def eventually(check: Callable[[], T], *, timeout: float = 60.0, what: str = "co
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        if interval:
+            time.sleep(interval)  # pacing between polls of a condition, not a readiness guess
