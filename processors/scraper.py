@@ -56,21 +56,20 @@ SINK_WINDOW_FACTOR = 4
 _WATCHED: tuple[type[L.Event], ...] = (*L.SCRAPE_TRIGGERS, L.ScrapeSucceeded, L.JobFailed, L.JobDeadLettered)
 
 
-def scrape_trigger(raw: bytes, crashes: CrashLog | None = None) -> L.FetchSpec | None:
+def scrape_trigger(raw: bytes, crashes: CrashLog) -> L.FetchSpec | None:
     """The fetch request in a ledger record, or None for records the scraper does not act on.
 
     Outcomes passing by are noted in ``crashes``: a trigger that a restarted validator writes
     again comes after its attempt's outcome in the same partition, and is then not refetched.
     """
     EVENTS.labels("scraper").inc()
-    if not L.may_be(raw, _WATCHED if crashes is not None else L.SCRAPE_TRIGGERS):
+    if not L.may_be(raw, _WATCHED):
         return None
     try:
         event = L.decode_event(raw)
     except EventError:
         return None  # the materializer dead-letters undecodable records
-    if crashes is not None:
-        crashes.add(event)
+    crashes.add(event)
     if isinstance(event, L.SCRAPE_TRIGGERS) and isinstance(event, L.FetchSpec):
         return event
     return None
@@ -218,10 +217,10 @@ def _set_exc(fut: asyncio.Future[Message], exc: BaseException) -> None:
 class FetchSink(BaseSink):
     """Runs many fetch attempts at once; commits wait until their results are in Kafka."""
 
-    def __init__(self, settings: Settings, crashes: CrashLog | None = None) -> None:
+    def __init__(self, settings: Settings, crashes: CrashLog) -> None:
         super().__init__()
         self.settings = settings
-        self.crashes = crashes or CrashLog()
+        self.crashes = crashes
         # A window wider than the fetcher's own bound: attempts queued behind one slow host's
         # per-host limit must not take every slot from the other hosts' attempts.
         self._slots = threading.BoundedSemaphore(settings.scraper_concurrency * SINK_WINDOW_FACTOR)
@@ -319,7 +318,7 @@ class FetchSink(BaseSink):
 
     # --- one attempt -------------------------------------------------------------------------
 
-    async def _attempt(self, trigger: L.FetchSpec, plan: Plan = "run") -> None:
+    async def _attempt(self, trigger: L.FetchSpec, plan: Plan) -> None:
         assert self._fetcher is not None and self._producer is not None
         if plan == "dead":
             await self._record_crashed(trigger)
