@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ledger as L
-from processors.fetch import Rejection, check_address, validate_url
+from processors.fetch import Rejection, check_address, parse_proxy, validate_url
 from scrapeledger import faults
 from scrapeledger import topics as T
 from scrapeledger.errors import EventError
@@ -29,16 +29,26 @@ MAX_TIMEOUT_S = 120.0
 MAX_HEADERS = 50
 
 
-def check_request(event: L.FetchSpec, *, allow_private: bool) -> str:
-    """Validate a job's request; return the normalized URL or raise :class:`Rejection`."""
-    url: str = validate_url(event.url)
-    host = urlsplit(url).hostname or ""
+def _check_literal(host: str, allow_private: bool) -> None:
+    """Refuse ``host`` (already normalized) if it is an IP literal in a forbidden range."""
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        address = None
-    if address is not None:
-        check_address(address, allow_private=allow_private)
+        return
+    check_address(address, allow_private=allow_private)
+
+
+def check_request(
+    event: L.FetchSpec, *, allow_private: bool, trusted_proxies: frozenset[str] = frozenset()
+) -> str:
+    """Validate a job's request; return the normalized URL or raise :class:`Rejection`.
+
+    A per-job proxy is an address the scraper connects to, so its host gets the same
+    normalization and the same address check as the URL's (``blocked_address``); the
+    operator's own proxies (``trusted_proxies``, normalized) are exempt, as in the fetcher.
+    """
+    url: str = validate_url(event.url)
+    _check_literal(urlsplit(url).hostname or "", allow_private)
     if event.timeout_s is not None and not 0 < event.timeout_s <= MAX_TIMEOUT_S:
         raise Rejection("invalid_options", f"timeout_s must be in (0, {MAX_TIMEOUT_S:g}]")
     if len(event.headers) > MAX_HEADERS:
@@ -47,15 +57,27 @@ def check_request(event: L.FetchSpec, *, allow_private: bool) -> str:
         if not name or any(c in name for c in " :\r\n") or any(c in value for c in "\r\n"):
             raise Rejection("invalid_options", f"bad header {name!r}")
     if event.proxy is not None:
-        proxy = urlsplit(event.proxy)
-        # the fetch engine speaks HTTP proxies only: a socks5:// proxy would fail every attempt
-        if proxy.scheme not in ("http", "https") or not proxy.hostname:
-            raise Rejection("invalid_options", "proxy must be an http:// or https:// URL")
+        try:
+            # the fetch engine speaks HTTP proxies only: a socks5:// proxy would fail every attempt
+            proxy = parse_proxy(event.proxy)
+        except Rejection as rej:
+            raise Rejection(
+                "invalid_options", f"proxy must be an http:// or https:// URL: {rej.message}"
+            ) from None
+        if str(proxy) not in trusted_proxies:
+            _check_literal(proxy.host, allow_private)
     return url
 
 
-def validate_step(raw: bytes, settings: Settings) -> list[Out]:
-    """One ledger record in, the validator's events out. Total: never raises on bad input."""
+def trusted_proxies(settings: Settings) -> frozenset[str]:
+    """The operator's proxies (``SCRAPER_PROXIES``) in normalized form."""
+    return frozenset(str(parse_proxy(p)) for p in settings.scraper_proxies)
+
+
+def validate_step(raw: bytes, settings: Settings, trusted: frozenset[str] = frozenset()) -> list[Out]:
+    """One ledger record in, the validator's events out. Total: never raises on bad input.
+
+    ``trusted`` is :func:`trusted_proxies` of ``settings``, computed once by the caller."""
     EVENTS.labels("validator").inc()
     if not L.may_be(raw, (L.JobSubmitted,)):
         return []
@@ -71,7 +93,10 @@ def validate_step(raw: bytes, settings: Settings) -> list[Out]:
     common: dict[str, Any] = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated", "at": L.now(),
               "source": settings.pod_name}
     try:
-        url = check_request(event, allow_private=settings.scraper_allow_private)
+        url = check_request(
+            event, allow_private=settings.scraper_allow_private,
+            trusted_proxies=trusted,
+        )
     except Rejection as rej:
         log.info("job %s rejected: %s (%s)", event.job_id, rej.code, rej.message)
         out: L.Event = L.JobRejected(**common, code=rej.code, message=rej.message)
@@ -88,7 +113,8 @@ def build(settings: Settings) -> Processor:
     proc = Processor(settings, "validator")
     proc.topic(T.LEDGER)
     sdf = proc.app.dataframe(proc.topic(T.LEDGER))
-    sdf = sdf.apply(lambda raw: validate_step(raw, settings), expand=True)
+    trusted = trusted_proxies(settings)
+    sdf = sdf.apply(lambda raw: validate_step(raw, settings, trusted), expand=True)
     sdf.to_topic(proc.route, key=out_key)
     return proc
 

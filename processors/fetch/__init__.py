@@ -12,7 +12,7 @@ from ._errors import Rejection, ResolutionError
 from ._fetcher import Fetcher
 from ._guard import check_address, resolve_and_check
 from ._models import FetchError, FetchOk, FetchRequest
-from ._urls import validate_url
+from ._urls import parse_proxy, validate_url
 
 __all__ = [
     "FetchError",
@@ -26,6 +26,7 @@ __all__ = [
     "classify",
     "classify_exception",
     "classify_response",
+    "parse_proxy",
     "resolve_and_check",
     "retry_after_seconds",
     "validate_url",

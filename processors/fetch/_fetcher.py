@@ -14,7 +14,6 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,10 +26,9 @@ from ._guard import AddressGuard
 from ._limits import HostSlots
 from ._models import FetchError, FetchOk, FetchRequest
 from ._transport import ROUTE, AiohttpTransport, Route
-from ._urls import parse_url
+from ._urls import parse_proxy, parse_url
 
 MiB = 1024 * 1024
-PROXY_SCHEMES = ("http", "https")
 
 # request headers a job may not set: they belong to the connection, not to the page
 _DROPPED_HEADERS = frozenset({
@@ -98,12 +96,13 @@ class Fetcher:
     ) -> None:
         if concurrency < 1 or per_host < 1 or timeout_s <= 0 or max_redirects < 0 or max_body_bytes < 0:
             raise ConfigError("fetcher limits must be positive")
-        proxies = () if proxies is None else proxies
-        for proxy in proxies:
-            if (problem := _proxy_problem(proxy)) is not None:
-                raise ConfigError(problem)
+        try:
+            normalized = tuple(str(parse_proxy(p)) for p in proxies or ())
+        except Rejection as rej:
+            raise ConfigError(f"SCRAPER_PROXIES: {rej.message}") from None
         self.guard = AddressGuard(allow_private=allow_private, allow_networks=allow_networks)
-        self.proxies = tuple(proxies)
+        self.proxies = normalized
+        """The operator's proxies, in the one normalized form (:func:`parse_proxy`)."""
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.max_redirects = max_redirects
@@ -188,11 +187,13 @@ class Fetcher:
 
     def _route(self, proxy: str | None) -> Route | FetchError:
         if proxy is not None:
-            proxy = proxy.strip()
+            try:
+                # normalized once: the form checked below is the form aiohttp connects to
+                proxy = str(parse_proxy(proxy))
+            except Rejection as rej:
+                return FetchError(rej.code, rej.message, retryable=False)
             if proxy in self.proxies:
                 return Route(proxy, guarded=False)
-            if (problem := _proxy_problem(proxy)) is not None:
-                return FetchError("invalid_proxy", problem, retryable=False)
             # a job's own proxy is just another address it asks us to connect to: guarded
             return Route(proxy, guarded=True)
         if self._rotation is not None:
@@ -273,7 +274,7 @@ class Fetcher:
             return
         await guard.resolve(target.host, target.port or (443 if target.scheme == "https" else 80))
         if route.guarded:
-            guard.check_literal(urlsplit(route.proxy).hostname or "")
+            guard.check_literal(httpx.URL(route.proxy).host)
 
     async def _read_body(self, response: httpx.Response) -> tuple[bytes, bool]:
         """The decoded body, cut at ``max_body_bytes``; reading stops there (truncated=True)."""
@@ -296,10 +297,3 @@ def _flatten(headers: httpx.Headers) -> dict[str, str]:
     for name, value in headers.multi_items():
         flat[name] = f"{flat[name]}, {value}" if name in flat else value
     return flat
-
-
-def _proxy_problem(proxy: str) -> str | None:
-    parts = urlsplit(proxy)
-    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
-        return f"proxy {proxy!r} is not an http:// or https:// URL (SOCKS is not supported)"
-    return None

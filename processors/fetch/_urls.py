@@ -3,12 +3,21 @@
 The URL is parsed with httpx's own parser - the one that later builds the request - because a
 validator that parses differently from the client is a classic SSRF bypass (the two disagree on
 which host ``http://a\\@b/`` names). The normalized URL returned here is what gets fetched.
+
+**One host normalization** (:func:`parse_url` for targets and redirect hops, :func:`parse_proxy`
+for proxies): Unicode in the authority is folded once, here, by NFKC plus the IDNA label
+separators (U+3002, U+FF0E, U+FF61), before anything looks at the host. Without it a host
+spelled with ideographic full stops, enclosed digits (U+2460...) or fullwidth digits is a name
+to an IP-literal check but ``127.0.0.1`` to yarl, which aiohttp then connects to without asking
+any resolver. After folding, a host that is an IP is checked - and connected to - as that IP,
+and every later parser sees the same ASCII string.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,6 +29,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
+# scheme "//" authority rest: the authority as httpx (RFC 3986) delimits it
+_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*:)//([^/?#]*)(.*)$", re.DOTALL)
+# UTS 46 label separators that NFKC leaves alone (U+FF0E already folds to ".")
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+_DELIMITERS = "/?#@\\[]:"
 
 
 def validate_url(url: object, *, max_length: int = 2048) -> str:
@@ -52,6 +66,7 @@ def parse_url(url: object, *, max_length: int = 2048) -> httpx.URL:
         raise Rejection("invalid_url", "URL is empty")
     if _CONTROL.search(url):
         raise Rejection("invalid_url", "URL contains control characters")
+    url = fold_authority(url)
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -73,6 +88,47 @@ def parse_url(url: object, *, max_length: int = 2048) -> httpx.URL:
     if len(str(parsed)) > max_length:
         raise Rejection("url_too_long", f"URL is over {max_length} characters once normalized")
     return parsed
+
+
+def parse_proxy(proxy: object) -> httpx.URL:
+    """A proxy URL in the one normalized form that is checked and connected to.
+
+    Same host rules as :func:`parse_url` (folding, IDNA, canonical IP literals only); credentials
+    are allowed (they become ``Proxy-Authorization``). Raises :class:`Rejection` ``invalid_proxy``.
+    """
+    if not isinstance(proxy, str):
+        raise Rejection("invalid_proxy", f"proxy must be a string, not {type(proxy).__name__}")
+    text = proxy.strip()
+    try:
+        if _CONTROL.search(text):
+            raise Rejection("invalid_proxy", "proxy URL contains control characters")
+        parsed = httpx.URL(fold_authority(text))
+        if parsed.scheme not in SCHEMES:
+            raise Rejection("invalid_proxy", "not an http:// or https:// URL (SOCKS is not supported)")
+        raw_host = parsed.raw_host.decode("ascii")
+        host = _check_host(raw_host)
+        if parsed.port is not None and not 1 <= parsed.port <= 65535:
+            raise Rejection("invalid_proxy", f"port {parsed.port} is out of range")
+    except (httpx.InvalidURL, Rejection) as exc:
+        reason = exc.message if isinstance(exc, Rejection) else str(exc)
+        raise Rejection("invalid_proxy", f"proxy {proxy!r}: {reason}") from None
+    return parsed if host == raw_host else parsed.copy_with(host=host)
+
+
+def fold_authority(url: str) -> str:
+    """``url`` with its authority's Unicode folded (NFKC, IDNA dots as ``.``); ASCII is untouched.
+
+    Refuses a fold that creates a URL delimiter (fullwidth solidus or commercial at): that would move the
+    host boundary, and no honest URL needs it.
+    """
+    match = _AUTHORITY.match(url)
+    if match is None or match.group(2).isascii():
+        return url
+    authority = match.group(2)
+    folded = unicodedata.normalize("NFKC", authority).translate(_DOTS)
+    if any(folded.count(c) != authority.count(c) for c in _DELIMITERS):
+        raise Rejection("invalid_url", f"host {authority!r} folds to URL delimiters")
+    return f"{match.group(1)}//{folded}{match.group(3)}"
 
 
 def _scheme_of(url: str) -> str:

@@ -77,7 +77,7 @@ def test_the_public_api_is_pinned() -> None:
     assert sorted(processors.fetch.__all__) == [
         "FetchError", "FetchOk", "FetchRequest", "Fetcher", "Rejection", "ResolutionError",
         "backoff_delay", "check_address", "classify", "classify_exception", "classify_response",
-        "resolve_and_check", "retry_after_seconds", "validate_url",
+        "parse_proxy", "resolve_and_check", "retry_after_seconds", "validate_url",
     ]
 
 
