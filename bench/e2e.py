@@ -36,8 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scrapeledger.settings import Settings
 from tests.support.stack import Stack, start_pages
 
-SCRAPY_PAGES_PER_S = 750.0  # notes/http-clients.md, same page, this kind of machine
-
 
 @contextlib.contextmanager
 def broker() -> Iterator[str]:
@@ -178,8 +176,6 @@ def main() -> None:
           f"({(rss1 - rss0) * 100_000 / args.jobs:+.1f} MiB per 100,000 jobs, extrapolated)")
     print(f"machine CPU busy during the run: {(busy1 - busy0) / (total1 - total0):.0%} of 2 cores")
     print("CPU ms per job: " + ", ".join(f"{k} {v * 1000 / args.jobs:.2f}" for k, v in cpu.items()))
-    print(f"vs Scrapy's ~{SCRAPY_PAGES_PER_S:.0f} pages/s on this kind of machine: "
-          f"{rate / SCRAPY_PAGES_PER_S:.2f}x")
 
 
 if __name__ == "__main__":
