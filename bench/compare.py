@@ -459,7 +459,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--page-delay-ms", type=float, default=0.0, help="the page server answers after this")
     ap.add_argument("--concurrency", type=int, default=64,
                     help="baselines' requests in flight, and the scraper's (SCRAPER_CONCURRENCY/PER_HOST)")
-    ap.add_argument("--warmup-jobs", type=int, default=300)
+    ap.add_argument("--warmup-jobs", type=int, default=3000,
+                    help="jobs run before measuring: the broker JVM compiles (C2) for its first minute or so")
     ap.add_argument("--warmup-pages", type=int, default=300)
     ap.add_argument("--idle-seconds", type=float, default=10.0)
     ap.add_argument("--settle-seconds", type=float, default=3.0, help="pause before the idle measurement")
@@ -523,7 +524,7 @@ def main() -> int:
         bench = Bench(args, stack, pids, pages, ws_url)
         print(f"stack up in {time.perf_counter() - began:.0f} s; warming up with {args.warmup_jobs} jobs",
               file=sys.stderr)
-        bench.ws("warm", 16, 4, args.warmup_jobs)
+        bench.ws("warm", 20, 25, args.warmup_jobs)
         rounds = [bench.round(rnd) for rnd in range(1, args.rounds + 1)]
     med = medians(rounds)
     info = {"cores": os.cpu_count(), "load_start": load_start, "load_end": os.getloadavg()[0],

@@ -89,7 +89,7 @@ def materialize_step(
     if due:
         notice = delivery_record(after)
         outs.extend(Out(T.DELIVERIES, p, notice) for p in due)
-        log.info("job %s %s; delivering to %s", event.job_id, after.status, ", ".join(due))
+        log.debug("job %s %s; delivering to %s", event.job_id, after.status, ", ".join(due))
     return outs
 
 

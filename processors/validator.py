@@ -101,7 +101,7 @@ def validate_step(raw: bytes, settings: Settings, trusted: frozenset[str] = froz
         log.info("job %s rejected: %s (%s)", event.job_id, rej.code, rej.message)
         out: L.Event = L.JobRejected(**common, code=rej.code, message=rej.message)
     else:
-        log.info("job %s validated", event.job_id)
+        log.debug("job %s validated", event.job_id)
         out = L.JobValidated(
             **common, attempt=1, url=url, headers=event.headers, timeout_s=event.timeout_s,
             proxy=event.proxy,

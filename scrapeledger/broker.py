@@ -185,6 +185,9 @@ def new_cluster_id() -> str:
             return text
 
 
+BROKER_JVM_OPTS = "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"
+"""The broker's JVM tuning flags; ``SCRAPELEDGER_BROKER_JVM_OPTS`` replaces them."""
+
 _SERVER_PROPERTIES = """\
 # written by scrapeledger.broker on every start; edits are overwritten
 process.roles=broker,controller
@@ -299,7 +302,7 @@ class LocalBroker:
         tuning = (
             ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
             if short_lived
-            else ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
+            else os.environ.get("SCRAPELEDGER_BROKER_JVM_OPTS", BROKER_JVM_OPTS).split()
         )
         return [
             java, f"-Xms{heap}", f"-Xmx{heap}", *tuning,

@@ -50,10 +50,13 @@ class InvalidTransitionError(EventError):
 class ProtocolError(ScrapeledgerError):
     """A WebSocket frame that breaks the wire protocol; the code goes back to the client."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, ref: str | int | float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.ref = ref
+        """The frame's ``ref`` when it could be read: the ``error`` frame echoes it, so a client
+        matching replies by ``ref`` fails that request instead of waiting forever."""
 
 
 class UnknownJobError(ScrapeledgerError):

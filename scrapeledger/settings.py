@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     )
     state_dir: str = Field("state", validation_alias=_env("SCRAPELEDGER_STATE_DIR"))
     commit_interval_s: float = Field(0.5, ge=0, validation_alias=_env("SCRAPELEDGER_COMMIT_INTERVAL_S"))
+    linger_ms: float = Field(
+        5.0, ge=0, validation_alias=_env("SCRAPELEDGER_LINGER_MS"),
+        description="Producers' linger.ms: how long a record waits to share a request with others.",
+    )
 
     # --- identity ------------------------------------------------------------------------------
     pod_name: str = Field(default_factory=socket.gethostname, validation_alias=_env("POD_NAME"))

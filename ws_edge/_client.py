@@ -59,6 +59,7 @@ class Client:
         self._conn: WebSocketClientConnection | None = None
         self._refs = itertools.count(1)
         self._by_ref: dict[str, _Pending] = {}
+        self._resumes: dict[str, _Pending] = {}  # ref of a resume -> its request (error frames)
         self._by_job: dict[str, _Pending] = {}
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
@@ -123,9 +124,11 @@ class Client:
 
     async def resume(self, job_id: str) -> dict[str, Any]:
         """Ask for a job's result by id (on any edge); raises :class:`UnknownJobError`."""
-        pending = _Pending(frame={"event": "resume", "job_id": job_id}, job_id=job_id)
+        ref = f"r{next(self._refs)}"
+        pending = _Pending(frame={"event": "resume", "job_id": job_id, "ref": ref}, job_id=job_id)
         pending.accepted.set_result(job_id)
         self._by_job[job_id] = pending
+        self._resumes[ref] = pending
         await self._write(pending.frame)
         return await pending.result
 
@@ -250,14 +253,20 @@ class Client:
             if pending is None or pending.result.done():
                 self.duplicates += 1
                 return
+            ref = pending.frame.get("ref")
+            if pending.frame.get("event") == "resume" and ref is not None:
+                self._resumes.pop(ref, None)
             if event == "unknown_job":
                 pending.result.set_exception(UnknownJobError(f"unknown job {frame.get('job_id')}"))
             else:
                 pending.result.set_result(frame)
         elif event == "error":
-            pending = self._by_ref.pop(str(frame.get("ref")), None)
+            ref = str(frame.get("ref"))
+            pending = self._by_ref.pop(ref, None) or self._resumes.pop(ref, None)
             err = ClientError(frame.get("code", "error"), frame.get("message", ""))
             if pending is not None:
+                if pending.job_id is not None and self._by_job.get(pending.job_id) is pending:
+                    del self._by_job[pending.job_id]
                 for fut in (pending.accepted, pending.result):
                     if not fut.done():
                         fut.set_exception(err)

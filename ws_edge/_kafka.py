@@ -17,13 +17,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 import ledger as L
 from scrapeledger import topics as T
-from scrapeledger.clients import fetch_config, make_producer
+from scrapeledger.clients import AsyncProducer, fetch_config
 from scrapeledger.errors import BrokerError, MalformedEventError
 from scrapeledger.partitioner import partition_for
 from scrapeledger.settings import Settings
@@ -44,7 +43,7 @@ class EdgeKafka:
         self.settings = settings
         self._on_deliveries = on_deliveries
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._producer = make_producer(settings)
+        self._producer = AsyncProducer(settings, name="edge-producer")
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._failed: Exception | None = None
@@ -60,10 +59,9 @@ class EdgeKafka:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        for target, name in ((self._poll_producer, "edge-producer"), (self._read, "edge-deliveries")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        thread = threading.Thread(target=self._read, name="edge-deliveries", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     async def wait_ready(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -73,7 +71,7 @@ class EdgeKafka:
             raise BrokerError(f"the deliveries reader failed: {self._failed}")
 
     def close(self, timeout: float = 10.0) -> None:
-        remaining = self._producer.flush(timeout)
+        remaining = self._producer.close(timeout)
         if remaining:
             log.warning("%d ledger events were not acknowledged at shutdown", remaining)
         self._stop.set()
@@ -84,48 +82,26 @@ class EdgeKafka:
 
     async def append(self, event: L.Event) -> None:
         """Write one event to the ledger; return once the broker acknowledged it (acks=all)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def on_delivery(err: Any, msg: Message) -> None:
-            loop.call_soon_threadsafe(_settle, done, err)
-
-        while True:
-            try:
-                self._producer.produce(
-                    self.settings.topic(T.LEDGER),
-                    key=event.job_id,
-                    value=L.encode_event(event),
-                    on_delivery=on_delivery,
-                )
-                break
-            except BufferError:
-                await asyncio.sleep(0.005)
-        await done
+        await self._producer.produce(self.settings.topic(T.LEDGER), event.job_id, L.encode_event(event))
 
     def append_nowait(self, event: L.Event) -> None:
         """Fire-and-forget ledger write, for records whose loss only costs a duplicate later."""
-        try:
-            self._producer.produce(
-                self.settings.topic(T.LEDGER), key=event.job_id, value=L.encode_event(event)
-            )
-        except BufferError:
+        if not self._producer.produce_nowait(self.settings.topic(T.LEDGER), event.job_id,
+                                             L.encode_event(event)):
             log.warning("producer queue full; dropped %s for job %s", event.TYPE, event.job_id)
-
-    def _poll_producer(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.05)
 
     # --- deliveries ------------------------------------------------------------------------
 
-    def _consumer(self, suffix: str) -> Consumer:
+    def _consumer(self, suffix: str, wait_ms: int = 500) -> Consumer:
         return Consumer(
             {
                 "bootstrap.servers": self.settings.bootstrap_servers,
                 "group.id": self.settings.group(f"edge-{self.settings.pod_name}-{suffix}"),
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "fetch.wait.max.ms": 20,
+                # the broker answers a fetch as soon as a record arrives (fetch.min.bytes=1), so a
+                # long wait costs no latency; a short one made the idle edge ask 50 times a second
+                "fetch.wait.max.ms": wait_ms,
                 **fetch_config(self.settings),
                 "log_level": 3,
             }
@@ -135,7 +111,7 @@ class EdgeKafka:
         settings = self.settings
         topic = settings.topic(T.DELIVERIES)
         deliveries = self._consumer("deliveries")
-        bodies = self._consumer("bodies")
+        bodies = self._consumer("bodies", 5)
         try:
             high = self._end_offset(deliveries, topic)
             deliveries.assign([TopicPartition(topic, self.partition, high)])
@@ -266,13 +242,5 @@ def read_bodies(
                     ends.pop(msg.partition(), None)
         if need:
             log.warning("%d bodies not found in %s (expired?)", len(need), topic)
+    consumer.unassign()  # an assigned partition would be fetched (and answered) until the next batch
     return found
-
-
-def _settle(fut: asyncio.Future[None], err: Any) -> None:
-    if fut.done():
-        return
-    if err is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(BrokerError(f"ledger write failed: {err}"))

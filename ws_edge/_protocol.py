@@ -48,6 +48,14 @@ def parse_frame(raw: str | bytes, *, max_bytes: int) -> JobRequest | ResumeReque
     ref = frame.get("ref")
     if ref is not None and not isinstance(ref, str | int | float):
         raise ProtocolError("bad_frame", "'ref' must be a string or a number")
+    try:
+        return _request(frame, ref)
+    except ProtocolError as exc:
+        exc.ref = ref
+        raise
+
+
+def _request(frame: dict[str, Any], ref: str | float | None) -> JobRequest | ResumeRequest:
     event = frame.get("event")
     if event == "job":
         return _job(frame.get("message"), ref)

@@ -49,6 +49,9 @@ class Edge:
         self.settings = settings
         self.kafka = EdgeKafka(settings, self._on_deliveries)
         self.waiting: dict[str, dict[JobSocket, Any]] = defaultdict(dict)
+        self.unaccepted: dict[tuple[str, JobSocket], list[bytes]] = {}
+        """Submits not yet acknowledged, with any result that overtook the acknowledgement: the
+        client sees ``accepted`` before ``result``, however the two threads' callbacks interleave."""
         self.sockets: set[JobSocket] = set()
         self.draining = False
         self.pending_submits = 0
@@ -136,6 +139,7 @@ class Edge:
         # register before the write: a fast result must find its socket
         self.waiting[job_id][sock] = req.ref
         sock.jobs.add(job_id)
+        held = self.unaccepted[(job_id, sock)] = []
         self.pending_submits += 1
         try:
             await self.kafka.append(event)
@@ -146,9 +150,12 @@ class Edge:
             return
         finally:
             self.pending_submits -= 1
+            del self.unaccepted[(job_id, sock)]
         JOBS_SUBMITTED.inc()
-        log.info("job %s submitted: %s", job_id, req.url)
+        log.debug("job %s submitted: %s", job_id, req.url)
         sock.send(accepted_frame(job_id, req.ref))
+        for frame in held:  # a result that arrived before the acknowledgement
+            sock.send(frame)
 
     async def resume(self, sock: JobSocket, req: ResumeRequest) -> None:
         self.waiting[req.job_id][sock] = req.ref
@@ -179,7 +186,12 @@ class Edge:
                 if state.status == "unknown":
                     sock.send(unknown_job_frame(state.job_id, ref))
                     continue
-                sock.send(result_frame(state, html, ref))
+                frame = result_frame(state, html, ref)
+                held = self.unaccepted.get((state.job_id, sock))
+                if held is not None:
+                    held.append(frame)
+                else:
+                    sock.send(frame)
                 RESULTS_SENT.inc()
             if state.status != "unknown":
                 self.kafka.append_nowait(
@@ -231,7 +243,7 @@ class JobSocket(tornado.websocket.WebSocketHandler):
         try:
             req = parse_frame(message, max_bytes=self.edge.settings.edge_max_frame_bytes)
         except ProtocolError as exc:
-            self.send(error_frame(exc.code, exc.message))
+            self.send(error_frame(exc.code, exc.message, exc.ref))
             return
         if self.edge.draining:
             self.send(error_frame("draining", "this edge is shutting down; reconnect", req.ref))

@@ -65,3 +65,19 @@ def test_result_frames() -> None:
                      "headers": {"a": "b"}, "html": "<p>", "elapsed_ms": 3.0, "truncated": False}
     bad = L.JobState(job_id="j" * 22, status="rejected", error=L.JobError(code="c", message="m"))
     assert orjson.loads(result_frame(bad, None))["error"] == {"code": "c", "message": "m"}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"event": "job", "message": "", "ref": "c1"},
+        {"event": "job", "message": {"url": "x", "bogus": 1}, "ref": "c1"},
+        {"event": "resume", "job_id": "doesnotexist123", "ref": "c1"},
+        {"event": "dance", "ref": "c1"},
+    ],
+)
+def test_an_error_for_a_frame_with_a_ref_carries_the_ref(frame: dict[str, object]) -> None:
+    # the client matches replies by ref: an error without it left `submit ""` waiting forever
+    with pytest.raises(ProtocolError) as info:
+        parse(frame)
+    assert info.value.ref == "c1"
