@@ -2,9 +2,10 @@
 
 Per ledger record it loads the job's state from the Quix Streams state store (changelog-backed,
 so it survives restarts), applies the pure :func:`ledger.fold`, writes the new state to the
-compacted ``job-state`` topic and, when the fold says a result is due (the job just finished, or
-a client attached to a finished job), one delivery notice per pod to the ``deliveries`` topic,
-keyed by pod id. Records that do not decode go to the DLQ instead of stopping the pipeline.
+compacted ``job-state`` topic (the latest per job, once per checkpoint: :class:`OutSink`) and,
+when the fold says a result is due (the job just finished, or a client attached to a finished
+job), one delivery notice per pod to the ``deliveries`` topic, keyed by pod id, at once.
+Records that do not decode go to the DLQ instead of stopping the pipeline.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import logging
 from typing import Any
 
 import orjson
+from quixstreams.sinks import BaseSink
 
 import ledger as L
 from scrapeledger import faults
 from scrapeledger import topics as T
-from scrapeledger.errors import EventError
+from scrapeledger.clients import make_producer
+from scrapeledger.errors import EventError, ScrapeledgerError
 from scrapeledger.observability import EVENTS, JOB_SECONDS, JOBS_FINISHED, POISON
 from scrapeledger.settings import Settings
 
-from ._app import Out, Processor, out_key
+from ._app import Out, Processor
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,58 @@ def salvage(event: L.Event) -> list[L.Event]:
     return []
 
 
+class OutSink(BaseSink):
+    """Writes the materializer's outputs: notices at once, each job's state once per checkpoint.
+
+    A job's five or six ledger events arrive within a few hundred milliseconds, and only the
+    last ``job-state`` value per key survives compaction anyway, so states are kept here (the
+    latest per job) and produced when the checkpoint flushes, before offsets are committed:
+    at-least-once as before, one batched write per checkpoint instead of one produce per event.
+    Delivery notices and DLQ records go out at once (a client is waiting for them). A record
+    Kafka refuses fails the flush, which aborts the checkpoint, so the events are replayed.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._producer = make_producer(settings)
+        self._states: dict[str, bytes | None] = {}
+        self._errors: list[str] = []
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def _produce(self, topic: str, key: str, value: bytes | None) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    self.settings.topic(topic), value=value, key=key, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: let deliveries drain it
+        self._producer.poll(0)
+
+    def add(
+        self, value: Any, key: Any, timestamp: int, headers: Any, topic: str, partition: int, offset: int
+    ) -> None:
+        out: Out = value
+        if out.topic == T.JOB_STATE:
+            self._states[out.key] = out.value
+        else:
+            self._produce(out.topic, out.key, out.value)
+
+    def flush(self) -> None:
+        states, self._states = self._states, {}
+        for key, value in states.items():
+            self._produce(T.JOB_STATE, key, value)
+        left = self._producer.flush(30)
+        errors, self._errors = self._errors, []
+        if left or errors:
+            raise ScrapeledgerError(f"materializer outputs not written: {left} unsent, errors {errors[:3]}")
+
+
 def build(settings: Settings) -> Processor:
     proc = Processor(settings, "state", stateful=True, salvage=salvage)
     for name in (T.JOB_STATE, T.DELIVERIES, T.DLQ):
@@ -117,7 +172,7 @@ def build(settings: Settings) -> Processor:
         metadata=True,
         expand=True,
     )
-    sdf.to_topic(proc.route, key=out_key)
+    sdf.sink(OutSink(settings))
     return proc
 
 

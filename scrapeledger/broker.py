@@ -185,8 +185,14 @@ def new_cluster_id() -> str:
             return text
 
 
-BROKER_JVM_OPTS = "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"
-"""The broker's JVM tuning flags; ``SCRAPELEDGER_BROKER_JVM_OPTS`` replaces them."""
+BROKER_JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:MaxGCPauseMillis=20"
+"""The local broker's JVM tuning flags; ``SCRAPELEDGER_BROKER_JVM_OPTS`` replaces them.
+
+C1 only: this broker lives for a dev session or a test run on a 2-core machine, where C2 kept
+compiling for minutes (40-50 % of the broker's CPU 40 s after start, ~6 % of a core when idle).
+Measured with bench/compare.py (docs/benchmarks.md): idle broker 9.5 -> 3.8 % of a core, C=8
+7.8 -> 5.0 ms/job; at saturation C1's code costs ~25 % more (0.96 -> 1.22 ms/job). Production
+brokers (Strimzi) keep their own JVM settings."""
 
 _SERVER_PROPERTIES = """\
 # written by scrapeledger.broker on every start; edits are overwritten
@@ -295,7 +301,7 @@ class LocalBroker:
 
         A short-lived tool (the storage format) runs with the C1 compiler only and the serial
         collector: it finishes before C2 or G1 would pay off, and the 2-core machines this runs on
-        feel every compiler thread. The broker keeps Kafka's own choice (G1, tiered C2).
+        feel every compiler thread. The broker runs :data:`BROKER_JVM_OPTS`.
         """
         java = _require_java()
         libs = kafka_classpath()

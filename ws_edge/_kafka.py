@@ -44,6 +44,8 @@ class EdgeKafka:
         self._on_deliveries = on_deliveries
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer = AsyncProducer(settings, name="edge-producer")
+        # records nobody waits for (ResultDelivered) share requests: a long linger batches them
+        self._background = AsyncProducer(settings, name="edge-background", **{"linger.ms": 100})
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._failed: Exception | None = None
@@ -71,7 +73,7 @@ class EdgeKafka:
             raise BrokerError(f"the deliveries reader failed: {self._failed}")
 
     def close(self, timeout: float = 10.0) -> None:
-        remaining = self._producer.close(timeout)
+        remaining = self._producer.close(timeout) + self._background.close(timeout)
         if remaining:
             log.warning("%d ledger events were not acknowledged at shutdown", remaining)
         self._stop.set()
@@ -86,8 +88,8 @@ class EdgeKafka:
 
     def append_nowait(self, event: L.Event) -> None:
         """Fire-and-forget ledger write, for records whose loss only costs a duplicate later."""
-        if not self._producer.produce_nowait(self.settings.topic(T.LEDGER), event.job_id,
-                                             L.encode_event(event)):
+        if not self._background.produce_nowait(self.settings.topic(T.LEDGER), event.job_id,
+                                               L.encode_event(event)):
             log.warning("producer queue full; dropped %s for job %s", event.TYPE, event.job_id)
 
     # --- deliveries ------------------------------------------------------------------------

@@ -84,8 +84,19 @@ def test_rebuild_restores_job_state_from_the_ledger(stack: Stack, pages: str) ->
     stack.processors()
     results = run_jobs(stack.edge(), [f"{pages}/page/{i}" for i in range(3)])
     job_id = str(results[0]["job_id"])
-    eventually(lambda: (current_state(stack.settings, job_id) or L.JobState(job_id=job_id)).status
-               == "succeeded", what="the succeeded state")
+
+    def settled() -> bool:
+        # every job's delivery recorded and folded into job-state (written once per checkpoint)
+        for r in results:
+            jid = str(r["job_id"])
+            events = history(stack.settings, jid)
+            if "ResultDelivered" not in {e.TYPE for e in events}:
+                return False
+            if current_state(stack.settings, jid) != L.fold_all(events)[jid]:
+                return False
+        return True
+
+    eventually(settled, what="job-state to hold every job's final fold")
     stack.stop_all()  # rebuild must work with the service down, too
     # corrupt the compacted copy with a stale state (it has seen fewer events than the ledger)
     producer = make_producer(stack.settings)
