@@ -21,6 +21,7 @@ from scrapeledger.errors import ConfigError
 from scrapeledger.settings import Settings
 
 from ._classify import REDIRECT_STATUSES, classify
+from ._decoding import bounded_decoder
 from ._errors import Rejection
 from ._guard import AddressGuard
 from ._limits import HostSlots
@@ -277,14 +278,19 @@ class Fetcher:
             guard.check_literal(httpx.URL(route.proxy).host)
 
     async def _read_body(self, response: httpx.Response) -> tuple[bytes, bool]:
-        """The decoded body, cut at ``max_body_bytes``; reading stops there (truncated=True)."""
+        """The decoded body, cut at ``max_body_bytes``; reading stops there (truncated=True).
+
+        Decoded here with :func:`bounded_decoder`, never by httpx: no decoder is ever asked for
+        more than what is left under the cap, so a decompression bomb costs the cap, not its size.
+        """
         limit = self.max_body_bytes
+        decoder = bounded_decoder(response.headers.get("content-encoding", ""))
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
-            room = limit - size
-            if len(chunk) > room:
-                chunks.append(chunk[:room])
+        async for raw in response.aiter_raw():
+            chunk = decoder.decode(raw, limit - size + 1)  # one byte more tells "over the cap"
+            if size + len(chunk) > limit:
+                chunks.append(chunk[: limit - size])
                 return b"".join(chunks), True
             chunks.append(chunk)
             size += len(chunk)

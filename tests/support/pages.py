@@ -19,6 +19,8 @@ Routes (GET or HEAD; request bodies are read and ignored; an unknown path answer
                                    URL), so ``/redirect/3`` ends at ``/page/0`` after 4 redirects.
                                    Relative, so a client that came as ``localhost`` stays there
 ``/flaky/<key>?fail=F``            503 for the first F requests per key (default 2), then 200
+``/encoded/C?n=N``                 page N with ``Content-Encoding: C`` (gzip, deflate, br, zstd);
+                                   ``?mb=M`` instead: M MiB of zeros so encoded (a bomb)
 ``/big?bytes=N``                   200 ``text/html`` of exactly N bytes of ``x``, streamed with
                                    flow control (any N)
 ``/hang``                          never answers; holds the connection until the client leaves
@@ -57,7 +59,9 @@ import asyncio
 import collections
 import contextlib
 import functools
+import gzip
 import json
+import zlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
@@ -118,6 +122,27 @@ def page_html(n: str, kb: int | None = None) -> bytes:
     tell pages apart, padded to exactly ``kb`` KiB so benches know the size they measure."""
     head = f"<!doctype html><html><head><title>page {n}</title></head><body><h1>page {n} </h1>"
     return head.encode() + _padding((DEFAULT_PAGE_KB if kb is None else kb) * 1024, len(head.encode()))
+
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=10).compress(data)
+
+
+def _brotli(data: bytes) -> bytes:
+    import brotli
+
+    return bytes(brotli.compress(data, quality=5))
+
+
+_ENCODERS = {"gzip": gzip.compress, "deflate": zlib.compress, "br": _brotli, "zstd": _zstd}
+
+
+@functools.lru_cache(maxsize=16)
+def _bomb(coding: str, mb: int) -> bytes:
+    """``mb`` MiB of zeros, compressed: a few KB on the wire (a decompression bomb)."""
+    return _ENCODERS[coding](bytes(mb * 1024 * 1024))
 
 
 @functools.lru_cache(maxsize=256)
@@ -276,6 +301,11 @@ class PageServer:
             if self._flaky[arg] <= int(q("fail", "2")):
                 return response(503, b"try again\n", content_type=b"text/plain")
             return response(200, page_html(f"flaky {arg}"))
+        if name == "encoded" and arg in _ENCODERS:
+            # /encoded/<coding>?n=N&mb=M: page N (or, with mb, M MiB of zeros: a bomb), compressed
+            mb = int(q("mb", "0"))
+            body = _bomb(arg, mb) if mb else _ENCODERS[arg](page_html(q("n", "0")))
+            return response(200, body, headers=(("Content-Encoding", arg),))
         if name == "big":
             return self._big(conn, int(q("bytes", "1048576")))
         if name == "slow":
