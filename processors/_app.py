@@ -21,7 +21,7 @@ from quixstreams.models.topics import Topic
 
 import ledger as L
 from scrapeledger import topics as T
-from scrapeledger.clients import fetch_config, make_producer, producer_config
+from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config, make_producer, producer_config
 from scrapeledger.errors import ScrapeledgerError
 from scrapeledger.observability import HealthServer, LagReporter
 from scrapeledger.settings import Settings
@@ -62,6 +62,7 @@ class OutSerializer(Serializer):
 def consumer_config(settings: Settings) -> dict[str, Any]:
     return {
         **fetch_config(settings),
+        "fetch.wait.max.ms": IDLE_FETCH_WAIT_MS,
         "max.poll.interval.ms": 300_000,
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,

@@ -28,6 +28,14 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+IDLE_FETCH_WAIT_MS = 2000
+"""``fetch.wait.max.ms`` of the long-lived consumers (processors, the edge's deliveries reader).
+
+The broker answers a fetch as soon as a record arrives (``fetch.min.bytes`` 1), so this costs
+no latency; it is how often an idle consumer asks again. Not for readers that stop at the end of
+a partition: a fetch at the end waits this long before it says so."""
+
+
 def fetch_config(settings: Settings) -> dict[str, Any]:
     """Consumer fetch sizes: a record as large as the biggest body must always fit one fetch."""
     return {
@@ -60,7 +68,7 @@ class AsyncProducer:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._producer.poll(0.5)  # returns as soon as a report is served: no latency cost
             self._hand_over()
 
     def _hand_over(self) -> None:

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 import ledger as L
 from scrapeledger import topics as T
-from scrapeledger.clients import AsyncProducer, fetch_config
+from scrapeledger.clients import IDLE_FETCH_WAIT_MS, AsyncProducer, fetch_config
 from scrapeledger.errors import BrokerError, MalformedEventError
 from scrapeledger.partitioner import partition_for
 from scrapeledger.settings import Settings
@@ -94,15 +94,14 @@ class EdgeKafka:
 
     # --- deliveries ------------------------------------------------------------------------
 
-    def _consumer(self, suffix: str, wait_ms: int = 500) -> Consumer:
+    def _consumer(self, suffix: str, wait_ms: int = IDLE_FETCH_WAIT_MS) -> Consumer:
         return Consumer(
             {
                 "bootstrap.servers": self.settings.bootstrap_servers,
                 "group.id": self.settings.group(f"edge-{self.settings.pod_name}-{suffix}"),
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                # the broker answers a fetch as soon as a record arrives (fetch.min.bytes=1), so a
-                # long wait costs no latency; a short one made the idle edge ask 50 times a second
+                # a short wait made the idle edge ask 50 times a second (see IDLE_FETCH_WAIT_MS)
                 "fetch.wait.max.ms": wait_ms,
                 **fetch_config(self.settings),
                 "log_level": 3,
@@ -121,7 +120,7 @@ class EdgeKafka:
             log.info("reading deliveries for pod %s from %s[%d]@%d",
                      settings.pod_name, topic, self.partition, high)
             while not self._stop.is_set():
-                batch = _drain(deliveries)
+                batch = _drain(deliveries, wait=0.5)  # returns at the first record
                 states = [s for s in map(self._notice, batch) if s is not None]
                 if states:
                     self._dispatch(self._with_bodies(bodies, states))
