@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +28,25 @@ log = logging.getLogger(__name__)
 
 MAX_TIMEOUT_S = 120.0
 MAX_HEADERS = 50
+
+
+# RFC 9110 5.1 token (a field name) and 5.5 field value: visible ASCII, obs-text (latin-1
+# 0x80-0xFF), space and tab inside; anything else cannot be sent, so it would only fail every
+# attempt as a retryable fetch error and end dead-lettered
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_FIELD_VALUE = re.compile(r"^[\x20\x09\x21-\x7e\x80-\xff]*$")
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse a request header that HTTP cannot carry (``invalid_options``)."""
+    if not _TOKEN.match(name):
+        raise Rejection("invalid_options", f"header name {name!r} is not an HTTP token (RFC 9110)")
+    if not _FIELD_VALUE.match(value):
+        raise Rejection(
+            "invalid_options",
+            f"header {name!r}: the value has characters HTTP cannot carry (control characters "
+            "or characters beyond latin-1)",
+        )
 
 
 def _check_literal(host: str, allow_private: bool) -> None:
@@ -54,8 +74,7 @@ def check_request(
     if len(event.headers) > MAX_HEADERS:
         raise Rejection("invalid_options", f"at most {MAX_HEADERS} headers")
     for name, value in event.headers.items():
-        if not name or any(c in name for c in " :\r\n") or any(c in value for c in "\r\n"):
-            raise Rejection("invalid_options", f"bad header {name!r}")
+        check_header(name, value)
     if event.proxy is not None:
         try:
             # the fetch engine speaks HTTP proxies only: a socks5:// proxy would fail every attempt

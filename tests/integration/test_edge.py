@@ -88,3 +88,18 @@ def test_sigterm_drains_jobs_in_flight_then_exits_cleanly(stack: Stack, pages: s
     assert close_code == 1001  # "going away": reconnect elsewhere
     assert stack.procs["edge-a"].popen.wait(30) == 0
     stack.procs["edge-a"].wait_for(r"edge edge-a drained")
+
+
+def test_submit_exits_with_the_edges_error_instead_of_hanging(stack: Stack) -> None:
+    # the edge's error frames did not echo `ref`, and the client matches replies by ref:
+    # `submit ""` and `submit --resume <bad id>` waited forever
+    import subprocess
+    import sys
+
+    url = stack.edge()
+    for args, code in ((["submit", ""], "bad_frame"),
+                       (["submit", "--resume", "doesnotexist123"], "invalid_job_id")):
+        out = subprocess.run([sys.executable, "-m", "scrapeledger.cli", *args, "--server", url],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 2, (args, out.stdout, out.stderr[-2000:])
+        assert code in out.stderr, (args, out.stderr[-2000:])

@@ -25,3 +25,27 @@ def test_proxies_the_fetcher_cannot_use_are_rejected_up_front(proxy: str) -> Non
     with pytest.raises(Rejection) as rejected:
         check_request(submitted(proxy=proxy), allow_private=False)
     assert rejected.value.code == "invalid_options"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("x\tb", "v"), ("x b", "v"), ("x:b", "v"), ("", "v"), ("x(y)", "v"), ("caf\u00e9", "v"),
+        ("x", "a\x00b"), ("x", "a\x0bb"), ("x", "a\x0cb"), ("x", "a\rb"), ("x", "a\nb"),
+        ("x", "\u20ac 5"), ("x", "snow \u2603"),
+    ],
+)
+def test_headers_http_cannot_carry_are_rejected_up_front(name: str, value: str) -> None:
+    # these passed and then failed three times as a retryable fetch_error, ending dead_lettered
+    with pytest.raises(Rejection) as rejected:
+        check_request(submitted(headers={name: value}), allow_private=False)
+    assert rejected.value.code == "invalid_options"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("Accept", "text/html, */*;q=0.8"), ("X-Token", ""), ("User-Agent", "a b\tc"),
+     ("X-Latin", "caf\u00e9"), ("x-y_z.1~", "!#$%&'*+-.^_`|~")],
+)
+def test_ordinary_headers_pass(name: str, value: str) -> None:
+    assert check_request(submitted(headers={name: value}), allow_private=False) == "https://example.org/"
