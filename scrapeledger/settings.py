@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, validation_alias=_env("EDGE_MAX_FRAME_BYTES")
     )
     edge_drain_s: float = Field(10.0, ge=0, validation_alias=_env("EDGE_DRAIN_S"))
+    edge_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("EDGE_ALLOWED_ORIGINS"),
+        description="Browser origins allowed to open a WebSocket besides the edge's own "
+        "(comma-separated, e.g. https://app.example; * allows any). Clients that send no "
+        "Origin (scripts, the Python client) are always allowed.",
+    )
 
     # --- scraper -------------------------------------------------------------------------------
     scraper_allow_private: bool = Field(False, validation_alias=_env("SCRAPER_ALLOW_PRIVATE"))
@@ -101,7 +107,7 @@ class Settings(BaseSettings):
         description="Bodies up to this size ride inline in events instead of by reference.",
     )
 
-    @field_validator("scraper_proxies", mode="before")
+    @field_validator("scraper_proxies", "edge_allowed_origins", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
         if isinstance(value, str):

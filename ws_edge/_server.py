@@ -227,7 +227,14 @@ class JobSocket(tornado.websocket.WebSocketHandler):
         self._tasks: set[asyncio.Task[None]] = set()
 
     def check_origin(self, origin: str) -> bool:
-        return True  # browsers from any origin are clients of a public scrape API
+        """Cross-site WebSocket hijacking: any page a user visits could otherwise drive the edge
+        from their browser (with their cookies and their network position). Tornado calls this
+        only when the handshake has an ``Origin`` (browsers always send one); the edge's own
+        origin passes, others only if ``EDGE_ALLOWED_ORIGINS`` names them or is ``*``."""
+        allowed = self.edge.settings.edge_allowed_origins
+        if "*" in allowed or origin.rstrip("/").lower() in {a.rstrip("/").lower() for a in allowed}:
+            return True
+        return super().check_origin(origin)
 
     def open(self, *args: str, **kwargs: str) -> None:
         if self.edge.draining:

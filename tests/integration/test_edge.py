@@ -103,3 +103,33 @@ def test_submit_exits_with_the_edges_error_instead_of_hanging(stack: Stack) -> N
                              capture_output=True, text=True, timeout=60, check=False)
         assert out.returncode == 2, (args, out.stdout, out.stderr[-2000:])
         assert code in out.stderr, (args, out.stderr[-2000:])
+
+
+def test_browsers_from_other_origins_are_refused_unless_allowed(stack: Stack) -> None:
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    strict = stack.edge("edge-a")
+    opened = stack.edge("edge-b", EDGE_ALLOWED_ORIGINS="https://app.example")
+
+    async def handshake(url: str, origin: str | None) -> int:
+        headers = {"Origin": origin} if origin else {}
+        try:
+            conn = await websocket_connect(HTTPRequest(url, headers=headers))
+        except HTTPClientError as exc:
+            return exc.code
+        conn.close()
+        await conn.read_message()  # the close handshake
+        return 101
+
+    async def go() -> list[int]:
+        host = strict.removeprefix("ws://").rstrip("/")
+        return [
+            await handshake(strict, None),  # scripts and the Python client send no Origin
+            await handshake(strict, f"http://{host}"),  # the edge's own origin (a page it serves)
+            await handshake(strict, "https://evil.example"),
+            await handshake(opened, "https://app.example"),
+            await handshake(opened, "https://evil.example"),
+        ]
+
+    assert asyncio.run(go()) == [101, 101, 403, 101, 403]
