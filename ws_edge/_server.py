@@ -218,8 +218,31 @@ class Edge:
             self._forget(job_id, sock)
 
 
+class _Utf8Protocol(tornado.websocket.WebSocketProtocol13):
+    """Tornado 6 aborts the TCP connection on a text frame that is not UTF-8; RFC 6455 7.1.7
+    wants close code 1007, so a client learns why. ``_handle_message`` is Tornado's private hook
+    (checked on 6.4-6.6); only the text-frame branch is replaced, the rest is Tornado's."""
+
+    def _handle_message(self, opcode: int, data: bytes) -> asyncio.Future[None] | None:
+        if opcode != 0x1 or self.client_terminated or self._frame_compressed:
+            return super()._handle_message(opcode, data)
+        self._message_bytes_in += len(data)
+        try:
+            decoded = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.close(1007, "text frame is not valid UTF-8")
+            return None
+        return self._run_callback(self.handler.on_message, decoded)
+
+
 class JobSocket(tornado.websocket.WebSocketHandler):
     """One client connection; any number of jobs at once."""
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is tornado.websocket.WebSocketProtocol13:
+            protocol.__class__ = _Utf8Protocol  # same state, one method replaced
+        return protocol
 
     def initialize(self, edge: Edge) -> None:
         self.edge = edge

@@ -133,3 +133,33 @@ def test_browsers_from_other_origins_are_refused_unless_allowed(stack: Stack) ->
         ]
 
     assert asyncio.run(go()) == [101, 101, 403, 101, 403]
+
+
+def test_a_text_frame_that_is_not_utf8_is_closed_with_1007(stack: Stack) -> None:
+    # Tornado dropped the TCP connection without a close frame; RFC 6455 wants 1007
+    import base64
+    import os
+    import struct
+
+    url = stack.edge()
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+
+    async def go() -> tuple[int, int]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        payload, mask = b"\xff\xfe not utf-8", os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        writer.write(bytes([0x81, 0x80 | len(payload)]) + mask + masked)  # FIN, text, masked
+        first, length = await asyncio.wait_for(reader.readexactly(2), 30)
+        body = await reader.readexactly(length & 0x7F)
+        writer.close()
+        return first, struct.unpack("!H", body[:2])[0]
+
+    opcode_byte, code = asyncio.run(go())
+    assert opcode_byte == 0x88  # FIN + close
+    assert code == 1007
