@@ -7,7 +7,9 @@ testcontainers Kafka (KRaft) when a Docker engine answers; else the project's ow
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -27,6 +29,29 @@ with warnings.catch_warnings():
     import quixstreams  # noqa: F401
 
 from scrapeledger.settings import Settings
+
+# No test sends a name lookup off this machine: names other than IP literals and localhost
+# (/etc/hosts) are refused here, so tests resolve through an injected lookup they control
+# (processors.fetch's ``lookup=``). Child processes (the stacks) are not affected.
+_system_getaddrinfo = socket.getaddrinfo
+
+
+def _local_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    name = host.decode() if isinstance(host, bytes) else host
+    if name is None or name in ("localhost", "localhost.") or _is_ip(name):
+        return _system_getaddrinfo(host, *args, **kwargs)
+    raise socket.gaierror(socket.EAI_NONAME, f"tests resolve {name!r} through an injected lookup only")
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]").partition("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+socket.getaddrinfo = _local_getaddrinfo
 
 # property tests share 2 cores with brokers and processes: time limits would make them flaky
 hypothesis_settings.register_profile("scrapeledger", deadline=None, print_blob=True)

@@ -23,7 +23,7 @@ from scrapeledger.settings import Settings
 from ._classify import REDIRECT_STATUSES, classify
 from ._decoding import bounded_decoder
 from ._errors import Rejection
-from ._guard import AddressGuard
+from ._guard import AddressGuard, Lookup, system_lookup
 from ._limits import HostSlots
 from ._models import FetchError, FetchOk, FetchRequest
 from ._transport import ROUTE, AiohttpTransport, Route
@@ -80,6 +80,7 @@ class Fetcher:
 
     ``proxies`` are the operator's (trusted) proxies, rotated per request; a request's ``proxy``
     overrides them. ``allow_networks`` lists CIDR ranges reachable even with the guard on.
+    ``lookup`` resolves host names (the system resolver unless injected).
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class Fetcher:
         max_body_bytes: int = 5 * MiB,
         user_agent: str = "scrapeledger/0.1",
         allow_networks: Iterable[str] = (),
+        lookup: Lookup = system_lookup,
     ) -> None:
         if concurrency < 1 or per_host < 1 or timeout_s <= 0 or max_redirects < 0 or max_body_bytes < 0:
             raise ConfigError("fetcher limits must be positive")
@@ -101,7 +103,7 @@ class Fetcher:
             normalized = tuple(str(parse_proxy(p)) for p in proxies or ())
         except Rejection as rej:
             raise ConfigError(f"SCRAPER_PROXIES: {rej.message}") from None
-        self.guard = AddressGuard(allow_private=allow_private, allow_networks=allow_networks)
+        self.guard = AddressGuard(allow_private=allow_private, allow_networks=allow_networks, lookup=lookup)
         self.proxies = normalized
         """The operator's proxies, in the one normalized form (:func:`parse_proxy`)."""
         self.concurrency = concurrency

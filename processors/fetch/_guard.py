@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-from aiohttp.abc import ResolveResult
-from aiohttp.resolver import ThreadedResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ._errors import Rejection, ResolutionError
 
@@ -71,12 +70,28 @@ def check_address(ip: IPAddress, *, allow_private: bool) -> None:
         raise Rejection("blocked_address", f"address {shown} is not a public address")
 
 
-class AddressGuard:
-    """The guard's policy: ``allow_private``, plus networks an operator exempts on purpose."""
+Lookup = Callable[[str, int], Awaitable[list[str]]]
+"""Name -> addresses (text), raising ``socket.gaierror`` for a name that does not resolve."""
 
-    def __init__(self, *, allow_private: bool, allow_networks: Iterable[str] = ()) -> None:
+
+async def system_lookup(host: str, port: int) -> list[str]:
+    """The system resolver (``getaddrinfo`` in a thread), the default :data:`Lookup`."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class AddressGuard:
+    """The guard's policy: ``allow_private``, plus networks an operator exempts on purpose.
+
+    ``lookup`` resolves names for every connection the fetcher makes (guarded or not): the
+    system resolver unless injected (tests resolve names they control, never through DNS)."""
+
+    def __init__(
+        self, *, allow_private: bool, allow_networks: Iterable[str] = (), lookup: Lookup = system_lookup
+    ) -> None:
         self.allow_private = allow_private
         self.allow_networks = tuple(ipaddress.ip_network(n, strict=False) for n in allow_networks)
+        self.lookup = lookup
 
     def check(self, ip: IPAddress, host: str | None = None) -> None:
         """Raise :class:`Rejection` ``blocked_address`` when the policy forbids ``ip``
@@ -106,12 +121,10 @@ class AddressGuard:
         """Resolve ``host`` and check every address (see :func:`resolve_and_check`)."""
         if self.check_literal(host):
             return [str(ipaddress.ip_address(host.strip("[]")))]
-        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = await self.lookup(host, port)
         except (socket.gaierror, UnicodeError) as exc:
             raise ResolutionError(host, str(exc)) from None
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
             raise ResolutionError(host, "no addresses")
         for address in addresses:
@@ -132,23 +145,41 @@ async def resolve_and_check(host: str, port: int, *, allow_private: bool) -> lis
     return await AddressGuard(allow_private=allow_private).resolve(host, port)
 
 
-class GuardedResolver(ThreadedResolver):
-    """aiohttp resolver that refuses a host when any of its addresses is forbidden.
+class GuardedResolver(AbstractResolver):
+    """aiohttp resolver over the guard's :data:`Lookup`; with ``check`` it refuses a host when
+    any of its addresses is forbidden.
 
     This is where the guard sees the address actually connected to: aiohttp connects only to
     what its resolver returns, and caches only what it returned. It raises :class:`Rejection`
     (not an ``OSError``) so the refusal travels through aiohttp unchanged instead of being
-    reported as a DNS failure.
+    reported as a DNS failure. Without ``check`` (the operator's proxies, or the guard lifted) it
+    only resolves, through the same lookup.
     """
 
-    def __init__(self, guard: AddressGuard) -> None:
-        super().__init__()
+    def __init__(self, guard: AddressGuard, *, check: bool = True) -> None:
         self._guard = guard
+        self._check = check
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        results = await super().resolve(host, port, family)
-        for result in results:
-            self._guard.check(ipaddress.ip_address(result["host"].partition("%")[0]), host)
+        try:
+            addresses = await self._guard.lookup(host, port)
+        except socket.gaierror as exc:
+            raise OSError(exc.errno, f"cannot resolve {host!r}: {exc.strerror}") from exc
+        results: list[ResolveResult] = []
+        for address in addresses:
+            ip = ipaddress.ip_address(address.partition("%")[0])
+            if self._check:
+                self._guard.check(ip, host)
+            results.append(ResolveResult(
+                hostname=host, host=address, port=port,
+                family=socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                proto=0, flags=socket.AI_NUMERICHOST,
+            ))
+        if not results:
+            raise OSError(0, f"cannot resolve {host!r}: no addresses")
         return results
+
+    async def close(self) -> None:
+        return None

@@ -25,7 +25,6 @@ from typing import Any
 import aiohttp
 import httpx
 import yarl
-from aiohttp.resolver import ThreadedResolver
 
 from ._guard import AddressGuard, GuardedResolver
 
@@ -102,7 +101,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         guarded = guarded and not self._guard.allow_private
         session = self._sessions.get(guarded)
         if session is None or session.closed:
-            resolver = GuardedResolver(self._guard) if guarded else ThreadedResolver()
+            resolver = GuardedResolver(self._guard, check=guarded)
             connector = aiohttp.TCPConnector(
                 limit=0,  # the fetcher's own global and per-host slots bound the connections
                 resolver=resolver,

@@ -22,6 +22,7 @@ from processors.fetch import (
     check_address,
     resolve_and_check,
 )
+from processors.fetch._guard import AddressGuard
 from tests.support.pages import PageServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -75,8 +76,11 @@ def test_resolve_and_check_takes_ip_literals_without_dns() -> None:
 
 
 def test_a_name_that_does_not_resolve_is_retryable_not_a_rejection() -> None:
+    async def nothing(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "not known")
+
     with pytest.raises(ResolutionError) as info:
-        asyncio.run(resolve_and_check("no-such-host.invalid", 80, allow_private=False))
+        asyncio.run(AddressGuard(allow_private=False, lookup=nothing).resolve("no-such-host.test", 80))
     assert not isinstance(info.value, Rejection)
     assert info.value.code == "dns_error" and info.value.retryable
 

@@ -237,11 +237,34 @@ def test_connection_refused_is_retryable() -> None:
     scenario(body)
 
 
+async def table_lookup(host: str, port: int) -> list[str]:
+    """A lookup the tests control: names in this table, nothing else (no DNS leaves the machine)."""
+    table = {"pages.test": ["127.0.0.1"], "public.test": ["8.8.8.8"], "mixed.test": ["8.8.8.8", "10.0.0.1"]}
+    if host not in table:
+        raise socket.gaierror(socket.EAI_NONAME, f"{host} is not in the test's table")
+    return table[host]
+
+
 def test_a_name_that_does_not_resolve_is_a_retryable_dns_error() -> None:
     async def body(pages: PageServer) -> None:
-        async with Fetcher(allow_private=False) as fetcher:
-            result = err(await fetcher.fetch(FetchRequest("http://no-such-host.invalid/", timeout_s=10)))
-            assert (result.code, result.retryable) == ("dns_error", True)
+        for allow_private in (False, True):  # the guarded and the open pool resolve alike
+            async with Fetcher(allow_private=allow_private, lookup=table_lookup) as fetcher:
+                result = err(await fetcher.fetch(FetchRequest("http://no-such-host.test/", timeout_s=10)))
+                assert (result.code, result.retryable) == ("dns_error", True)
+
+    scenario(body)
+
+
+def test_connections_use_the_injected_lookup() -> None:
+    async def body(pages: PageServer) -> None:
+        async with Fetcher(allow_private=True, lookup=table_lookup) as fetcher:
+            result = ok(await fetcher.fetch(FetchRequest(f"http://pages.test:{pages.port}/page/4")))
+            assert b"page 4" in result.body
+        async with Fetcher(allow_private=False, lookup=table_lookup) as fetcher:
+            for name in ("pages.test", "mixed.test"):  # loopback, or one private among public
+                result = err(await fetcher.fetch(FetchRequest(f"http://{name}:{pages.port}/page/4")))
+                assert result.code == "blocked_address", (name, result)
+        assert pages.requests == 1
 
     scenario(body)
 
