@@ -52,16 +52,17 @@ class AsyncProducer:
     """A durable producer for asyncio code: ``await produce(...)`` returns once Kafka acknowledged.
 
     The one bridge between librdkafka's delivery reports and an event loop (the edge and the
-    scraper both use it). A daemon thread polls the producer; the reports of one poll are handed
-    to the loop in **one** ``call_soon_threadsafe`` instead of one per record: each wake-up of a
-    loop costs a self-pipe write and read, and at hundreds of records a second those wake-ups
-    were a tenth of the scraper's and a fifth of the edge's CPU (py-spy, docs/benchmarks.md).
+    scraper both use it; each had its own). A daemon thread polls the producer; the reports of
+    one poll are handed to the loop in **one** ``call_soon_threadsafe`` instead of one per record
+    (each wake-up of a loop is a self-pipe write and read). The poll threads were 12-20 % of the
+    scraper's and the edge's CPU in py-spy; the batching itself measured within noise.
     """
 
     def __init__(self, settings: Settings, *, name: str = "producer", **overrides: Any) -> None:
         self._producer = make_producer(settings, **overrides)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reports: list[tuple[asyncio.Future[Any], Any, Any]] = []
+        self._lock = threading.Lock()  # flush() in close() serves reports on another thread
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name=name, daemon=True)
         self._poller.start()
@@ -72,7 +73,8 @@ class AsyncProducer:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        reports, self._reports = self._reports, []
+        with self._lock:
+            reports, self._reports = self._reports, []
         loop = self._loop
         if reports and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(_settle_all, reports)
@@ -87,8 +89,8 @@ class AsyncProducer:
         done: asyncio.Future[Message] = loop.create_future()
 
         def on_delivery(err: Any, msg: Message) -> None:
-            # runs on the poll thread (inside poll()); appends are atomic under the GIL
-            self._reports.append((done, err, msg))
+            with self._lock:  # runs inside poll() or flush()
+                self._reports.append((done, err, msg))
 
         while True:
             try:
