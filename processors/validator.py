@@ -8,14 +8,13 @@ validation and fetch.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import ledger as L
-from processors.fetch import Rejection, check_address, parse_proxy, validate_url
+from processors.fetch import AddressGuard, Rejection, parse_proxy, validate_url
 from scrapeledger import faults
 from scrapeledger import topics as T
 from scrapeledger.errors import EventError
@@ -49,15 +48,6 @@ def check_header(name: str, value: str) -> None:
         )
 
 
-def _check_literal(host: str, allow_private: bool) -> None:
-    """Refuse ``host`` (already normalized) if it is an IP literal in a forbidden range."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return
-    check_address(address, allow_private=allow_private)
-
-
 def check_request(
     event: L.FetchSpec, *, allow_private: bool, trusted_proxies: frozenset[str] = frozenset()
 ) -> str:
@@ -68,7 +58,8 @@ def check_request(
     operator's own proxies (``trusted_proxies``, normalized) are exempt, as in the fetcher.
     """
     url: str = validate_url(event.url)
-    _check_literal(urlsplit(url).hostname or "", allow_private)
+    guard = AddressGuard(allow_private=allow_private)  # IP literals only: no lookups here
+    guard.check_literal(urlsplit(url).hostname or "")
     if event.timeout_s is not None and not 0 < event.timeout_s <= MAX_TIMEOUT_S:
         raise Rejection("invalid_options", f"timeout_s must be in (0, {MAX_TIMEOUT_S:g}]")
     if len(event.headers) > MAX_HEADERS:
@@ -84,7 +75,7 @@ def check_request(
                 "invalid_options", f"proxy must be an http:// or https:// URL: {rej.message}"
             ) from None
         if str(proxy) not in trusted_proxies:
-            _check_literal(proxy.host, allow_private)
+            guard.check_literal(proxy.host)
     return url
 
 

@@ -10,11 +10,12 @@ from ._backoff import backoff_delay
 from ._classify import classify, classify_exception, classify_response, retry_after_seconds
 from ._errors import Rejection, ResolutionError
 from ._fetcher import Fetcher
-from ._guard import check_address, resolve_and_check
+from ._guard import AddressGuard, check_address, resolve_and_check
 from ._models import FetchError, FetchOk, FetchRequest
 from ._urls import parse_proxy, validate_url
 
 __all__ = [
+    "AddressGuard",
     "FetchError",
     "FetchOk",
     "FetchRequest",

@@ -75,7 +75,7 @@ def closed_port() -> int:
 
 def test_the_public_api_is_pinned() -> None:
     assert sorted(processors.fetch.__all__) == [
-        "FetchError", "FetchOk", "FetchRequest", "Fetcher", "Rejection", "ResolutionError",
+        "AddressGuard", "FetchError", "FetchOk", "FetchRequest", "Fetcher", "Rejection", "ResolutionError",
         "backoff_delay", "check_address", "classify", "classify_exception", "classify_response",
         "parse_proxy", "resolve_and_check", "retry_after_seconds", "validate_url",
     ]
