@@ -1,15 +1,21 @@
 """The WebSocket edge (Tornado) and the Python client that talks to it."""
 
-from ._client import Client, ClientError
+from ._client import Client, ClientError, ClientTimeoutError, EdgeUnreachableError
+from ._endpoint import edge_url
+from ._job import JobSpec
 from ._protocol import JobRequest, ResumeRequest, parse_frame, result_frame
 from ._server import Edge, serve
 
 __all__ = [
     "Client",
     "ClientError",
+    "ClientTimeoutError",
     "Edge",
+    "EdgeUnreachableError",
     "JobRequest",
+    "JobSpec",
     "ResumeRequest",
+    "edge_url",
     "parse_frame",
     "result_frame",
     "serve",

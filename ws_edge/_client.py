@@ -4,6 +4,12 @@ It keeps one WebSocket, matches ``accepted`` frames to requests by ``ref`` and r
 by ``job_id``, and when the connection drops it reconnects (with back-off) and sends ``resume``
 for every job that was accepted but has no result yet, so a dropped connection or a dead edge pod
 costs latency, never a result. A job whose ``accepted`` never arrived is submitted again.
+
+Nothing waits without a bound: the first connect gives up after ``first_connect_s`` (a dead edge
+is reported in seconds, not after the whole reconnect budget), reconnects after
+``max_reconnect_s``, a request's reply (``accepted``, or an ``error`` frame echoing its ``ref``)
+after ``request_timeout``, a result after ``result_timeout``. Each raises a
+:class:`~scrapeledger.errors.ScrapeledgerError` that says which of them ran out.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import contextlib
 import itertools
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -22,7 +29,12 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 
 from scrapeledger.errors import ScrapeledgerError, UnknownJobError
 
+from ._endpoint import edge_url
+from ._job import JobSpec
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class ClientError(ScrapeledgerError):
@@ -31,12 +43,28 @@ class ClientError(ScrapeledgerError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.message = message
+
+
+class EdgeUnreachableError(ScrapeledgerError):
+    """No edge could be reached: at the first connect, or again after the connection dropped."""
+
+
+class ClientTimeoutError(ScrapeledgerError):
+    """A request or a result did not arrive within its bound."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 @dataclass
 class _Pending:
     frame: dict[str, Any]
     job_id: str | None = None
+    claimed: bool = True
+    """Someone waits on ``result`` (``scrape``, ``result``, ``resume``); if not, a result that
+    arrives is kept in ``Client._unclaimed`` until :meth:`Client.result` asks for it."""
     accepted: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     result: asyncio.Future[dict[str, Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -47,20 +75,40 @@ class Client:
     """A reconnecting, resuming Scrapeledger WebSocket client."""
 
     def __init__(
-        self, server: str | list[str] = "ws://127.0.0.1:3001", *, connect_timeout: float = 10.0,
+        self,
+        server: str | list[str] = "ws://127.0.0.1:3001",
+        *,
+        connect_timeout: float = 10.0,
         max_reconnect_s: float = 120.0,
+        first_connect_s: float | None = None,
+        request_timeout: float | None = None,
+        result_timeout: float = 900.0,
     ) -> None:
         """``server`` may list several edges (as a load balancer would): each reconnect tries the
-        next one, so a dead pod is left behind."""
-        self.servers = [server] if isinstance(server, str) else list(server)
+        next one, so a dead pod is left behind. ``http://`` addresses are taken as ``ws://``; a
+        value that is no edge address raises :class:`~scrapeledger.errors.ConfigError` here.
+
+        ``first_connect_s`` bounds the first connect (default: ``max_reconnect_s``); the CLI makes
+        it short, because a user who starts a client against a dead edge wants to hear so now,
+        while a client already holding jobs keeps trying for ``max_reconnect_s``. A request's
+        reply may legitimately wait for a reconnect, so ``request_timeout`` defaults to the
+        reconnect budget plus 30 s.
+        """
+        raw = [server] if isinstance(server, str) else list(server)
+        self.servers = [edge_url(s) for s in raw]
+        self.server = self.servers[0]
         self._next_server = 0
         self.connect_timeout = connect_timeout
         self.max_reconnect_s = max_reconnect_s
+        self.first_connect_s = max_reconnect_s if first_connect_s is None else first_connect_s
+        self.request_timeout = max_reconnect_s + 30.0 if request_timeout is None else request_timeout
+        self.result_timeout = result_timeout
         self._conn: WebSocketClientConnection | None = None
         self._refs = itertools.count(1)
         self._by_ref: dict[str, _Pending] = {}
         self._resumes: dict[str, _Pending] = {}  # ref of a resume -> its request (error frames)
         self._by_job: dict[str, _Pending] = {}
+        self._unclaimed: dict[str, _Pending] = {}  # submit()ted jobs whose result came first
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
         self._connected = asyncio.Event()
@@ -70,7 +118,7 @@ class Client:
         self.duplicates = 0
 
     async def __aenter__(self) -> Client:
-        await self._connect()
+        await self._connect(self.first_connect_s)
         self._reader = asyncio.create_task(self._read_forever())
         return self
 
@@ -98,29 +146,35 @@ class Client:
 
     # --- public API ---------------------------------------------------------------------------
 
-    async def submit(
-        self, url: str, *, headers: dict[str, str] | None = None, timeout_s: float | None = None,
-        proxy: str | None = None,
-    ) -> str:
-        """Submit a job; return its id once the edge confirmed it is durable."""
-        pending = await self._send_job(url, headers, timeout_s, proxy)
-        return await pending.accepted
+    async def submit(self, job: str | JobSpec, *, ref: str | None = None) -> str:
+        """Submit a job (a URL, or a :class:`JobSpec` with options); return its id once the edge
+        confirmed it is durable. An ``error`` frame for it raises :class:`ClientError`.
+
+        ``ref`` is sent as the frame's ``ref`` (the edge echoes it) instead of one the client
+        makes up; it must be unique among this client's requests still waiting for ``accepted``.
+        The result is kept until :meth:`result` collects it, however soon it arrives.
+        """
+        pending = await self._send_job(_spec(job), ref)
+        return await self._accepted(pending)
 
     async def scrape(
-        self, url: str, *, headers: dict[str, str] | None = None, timeout_s: float | None = None,
-        proxy: str | None = None,
+        self, job: str | JobSpec, *, ref: str | None = None, on_accepted: Callable[[str], None] | None = None
     ) -> dict[str, Any]:
-        """Submit a job and wait for its ``result`` frame (whatever its status)."""
-        pending = await self._send_job(url, headers, timeout_s, proxy)
-        await pending.accepted
-        return await pending.result
+        """Submit a job and wait for its ``result`` frame (whatever its status); ``on_accepted``
+        hears the job id as soon as the submit is durable."""
+        pending = await self._send_job(_spec(job), ref, claimed=True)
+        job_id = await self._accepted(pending)
+        if on_accepted is not None:
+            on_accepted(job_id)
+        return await self._bounded(pending.result, self.result_timeout, pending, "no result")
 
     async def result(self, job_id: str) -> dict[str, Any]:
-        """Wait for the result of a job submitted with :meth:`submit`."""
-        pending = self._by_job.get(job_id)
+        """Wait for the result of a job submitted with :meth:`submit` (or resume it by id)."""
+        pending = self._unclaimed.pop(job_id, None) or self._by_job.get(job_id)
         if pending is None:
             return await self.resume(job_id)
-        return await pending.result
+        pending.claimed = True
+        return await self._bounded(pending.result, self.result_timeout, pending, "no result")
 
     async def resume(self, job_id: str) -> dict[str, Any]:
         """Ask for a job's result by id (on any edge); raises :class:`UnknownJobError`."""
@@ -130,7 +184,7 @@ class Client:
         self._by_job[job_id] = pending
         self._resumes[ref] = pending
         await self._write(pending.frame)
-        return await pending.result
+        return await self._bounded(pending.result, self.result_timeout, pending, "no result")
 
     async def reconnect(self) -> None:
         """Drop the connection now; the client moves to the next server and resumes its jobs there.
@@ -143,18 +197,37 @@ class Client:
 
     # --- internals ----------------------------------------------------------------------------
 
-    async def _send_job(
-        self, url: str, headers: dict[str, str] | None, timeout_s: float | None, proxy: str | None
-    ) -> _Pending:
-        ref = f"c{next(self._refs)}"
-        message: Any = url
-        if headers or timeout_s is not None or proxy is not None:
-            message = {"url": url, "headers": headers or {}, "timeout_s": timeout_s, "proxy": proxy}
-            message = {k: v for k, v in message.items() if v is not None}
-        pending = _Pending(frame={"event": "job", "message": message, "ref": ref})
+    async def _send_job(self, job: JobSpec, ref: str | None, *, claimed: bool = False) -> _Pending:
+        if ref is None:
+            ref = f"c{next(self._refs)}"
+            while ref in self._by_ref or ref in self._resumes:  # a caller chose this one
+                ref = f"c{next(self._refs)}"
+        elif ref in self._by_ref or ref in self._resumes:
+            raise ClientError("duplicate_ref", f"ref {ref!r} is already waiting for an answer")
+        pending = _Pending(frame={"event": "job", "message": job.message(), "ref": ref}, claimed=claimed)
         self._by_ref[ref] = pending
         await self._write(pending.frame)
         return pending
+
+    async def _accepted(self, pending: _Pending) -> str:
+        return await self._bounded(pending.accepted, self.request_timeout, pending, "no answer to the submit")
+
+    async def _bounded(self, fut: asyncio.Future[T], timeout: float, pending: _Pending, what: str) -> T:
+        """``fut``'s value, or :class:`ClientTimeoutError` after ``timeout`` seconds (the request
+        is then forgotten: a late reply counts as a duplicate, not as a second answer)."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            self._forget(pending)
+            job = f" for job {pending.job_id}" if pending.job_id else ""
+            raise ClientTimeoutError(f"{what}{job} within {timeout:g} s", pending.job_id) from None
+
+    def _forget(self, pending: _Pending) -> None:
+        for table in (self._by_ref, self._resumes, self._by_job):
+            for key in [k for k, v in table.items() if v is pending]:
+                del table[key]
+        for fut in (pending.accepted, pending.result):
+            fut.cancel()
 
     async def _write(self, frame: dict[str, Any]) -> None:
         await self._connected.wait()
@@ -168,18 +241,18 @@ class Client:
         except WebSocketClosedError:
             pass  # the reader reconnects and re-sends everything still pending
 
-    async def _connect(self) -> None:
+    async def _connect(self, budget: float) -> None:
         delay = 0.1
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_reconnect_s
+        deadline = loop.time() + budget
         while True:
             self.server = self.servers[self._next_server % len(self.servers)]
             self._next_server += 1
             # Tornado enforces the timeouts itself and closes what it gave up on; a cancelled
-            # wait would orphan a handshake that completes later (an unclosed connection)
-            request = HTTPRequest(
-                self.server, connect_timeout=self.connect_timeout, request_timeout=self.connect_timeout
-            )
+            # wait would orphan a handshake that completes later (an unclosed connection).
+            # One attempt never outlasts what is left of the budget (a host that drops packets).
+            attempt_s = max(0.2, min(self.connect_timeout, deadline - loop.time()))
+            request = HTTPRequest(self.server, connect_timeout=attempt_s, request_timeout=attempt_s)
             attempt = asyncio.ensure_future(websocket_connect(request, max_message_size=64 * 1024 * 1024))
             try:
                 self._conn = await asyncio.shield(attempt)
@@ -191,10 +264,11 @@ class Client:
             # HTTPClientError: the pod died mid-handshake (599 stream closed) or is not serving
             # WebSockets yet or any more (503 while draining): another try, maybe another pod
             except (OSError, TimeoutError, WebSocketClosedError, HTTPClientError) as exc:
-                if loop.time() >= deadline or self._closed:
-                    raise ScrapeledgerError(f"cannot connect to {self.server}: {exc}") from None
-                log.info("connect to %s failed (%s); retrying in %.1fs", self.server, exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                pause = delay * random.uniform(0.5, 1.5)
+                if loop.time() + pause >= deadline or self._closed:
+                    raise EdgeUnreachableError(f"cannot connect to {self.server}: {_reason(exc)}") from None
+                log.info("connect to %s failed (%s); retrying in %.1fs", self.server, exc, pause)
+                await asyncio.sleep(pause)
                 delay = min(delay * 2, 5.0)
 
     async def _read_forever(self) -> None:
@@ -204,12 +278,13 @@ class Client:
             # nothing may wait forever on a reader that is gone: every caller hears why
             log.error("connection lost for good: %s", exc)
             err = exc if isinstance(exc, ScrapeledgerError) else ScrapeledgerError(f"client failed: {exc!r}")
-            for pending in [*self._by_ref.values(), *self._by_job.values()]:
+            for pending in [*self._by_ref.values(), *self._by_job.values(), *self._resumes.values()]:
                 for fut in (pending.accepted, pending.result):
                     if not fut.done():
                         fut.set_exception(err)
             self._by_ref.clear()
             self._by_job.clear()
+            self._resumes.clear()
             self._failed = err
             self._connected.set()  # writers waiting for a connection wake up and hear it
             raise
@@ -225,7 +300,7 @@ class Client:
                     return
                 self._connected.clear()
                 self.reconnects += 1
-                await self._connect()
+                await self._connect(self.max_reconnect_s)
                 await self._resend()
                 continue
             self._handle(orjson.loads(raw))
@@ -234,9 +309,15 @@ class Client:
         for pending in list(self._by_job.values()):
             if not pending.result.done():
                 self.resumes += 1
-                await self._write({"event": "resume", "job_id": pending.job_id})
+                ref = f"r{next(self._refs)}"  # an error frame for this resume fails the job's wait
+                self._resumes[ref] = pending
+                await self._write({"event": "resume", "job_id": pending.job_id, "ref": ref})
         for pending in list(self._by_ref.values()):
             await self._write(pending.frame)
+
+    def _drop_resumes(self, pending: _Pending) -> None:
+        for ref in [r for r, p in self._resumes.items() if p is pending]:
+            del self._resumes[ref]
 
     def _handle(self, frame: dict[str, Any]) -> None:
         event = frame.get("event")
@@ -253,9 +334,9 @@ class Client:
             if pending is None or pending.result.done():
                 self.duplicates += 1
                 return
-            ref = pending.frame.get("ref")
-            if pending.frame.get("event") == "resume" and ref is not None:
-                self._resumes.pop(ref, None)
+            self._drop_resumes(pending)
+            if not pending.claimed:
+                self._unclaimed[frame.get("job_id", "")] = pending
             if event == "unknown_job":
                 pending.result.set_exception(UnknownJobError(f"unknown job {frame.get('job_id')}"))
             else:
@@ -267,12 +348,27 @@ class Client:
             if pending is not None:
                 if pending.job_id is not None and self._by_job.get(pending.job_id) is pending:
                     del self._by_job[pending.job_id]
+                self._drop_resumes(pending)
                 for fut in (pending.accepted, pending.result):
                     if not fut.done():
                         fut.set_exception(err)
-                pending.result.exception()  # mark retrieved; accepted carries the error
+                if not pending.result.cancelled():
+                    pending.result.exception()  # mark retrieved; accepted carries the error
             else:
                 log.warning("edge error: %s", err)
+
+
+def _spec(job: str | JobSpec) -> JobSpec:
+    return JobSpec(url=job) if isinstance(job, str) else job
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connect failed, in words: ``[Errno 111] Connection refused``, ``HTTP 503``..."""
+    if isinstance(exc, HTTPClientError):
+        return f"HTTP {exc.code} {exc.message or ''}".strip()
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
 
 
 def _close_late(attempt: asyncio.Future[WebSocketClientConnection]) -> None:

@@ -96,3 +96,69 @@ def test_close_during_a_reconnect_leaves_no_connection_open() -> None:
         asyncio.run(go())
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_result_that_arrives_before_result_is_called_is_kept() -> None:
+    from tests.support.fake_edge import fake_edge
+
+    async def go(url: str) -> tuple[dict[str, object], dict[str, object]]:
+        async with Client(url) as client:
+            first = await client.submit("http://p.test/ok/1")
+            second = await client.submit("http://p.test/ok/2")  # the edge answers both now, 2 first
+            late = await asyncio.wait_for(client.result(first), 10)  # so 2's result came before this
+            early = await asyncio.wait_for(client.result(second), 10)
+            return late, early
+
+    with fake_edge(hold=2) as edge:
+        late, early = asyncio.run(go(edge.url))
+    # the old client had dropped 2's result and sent a resume for it instead
+    assert (late["status"], early["status"]) == ("succeeded", "succeeded")
+    assert early["url"] == "http://p.test/ok/2"
+
+
+def test_a_request_nobody_answers_times_out() -> None:
+    from ws_edge import ClientTimeoutError
+
+    async def go() -> None:
+        quiet, url = await serve(Quiet)
+        try:
+            async with Client(url, request_timeout=0.3) as client:
+                await asyncio.wait_for(client.submit("http://p.test/ok/1"), 10)
+        finally:
+            quiet.stop()
+            await quiet.close_all_connections()
+
+    with pytest.raises(ClientTimeoutError, match=r"no answer to the submit within 0\.3 s"):
+        asyncio.run(go())
+
+
+def test_a_result_that_never_comes_times_out_naming_the_job() -> None:
+    from tests.support.fake_edge import fake_edge
+    from ws_edge import ClientTimeoutError
+
+    async def go(url: str) -> None:
+        async with Client(url, result_timeout=0.3) as client:
+            await asyncio.wait_for(client.scrape("http://p.test/ok/1"), 10)
+
+    with fake_edge(hold=100) as edge, pytest.raises(ClientTimeoutError, match="no result for job job0001"):
+        asyncio.run(go(edge.url))
+
+
+def test_the_first_connect_has_its_own_short_budget() -> None:
+    import socket
+    import time
+
+    from ws_edge import EdgeUnreachableError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{s.getsockname()[1]}/"  # nothing listens once this closes
+
+    async def go() -> None:
+        async with Client(url, first_connect_s=1.0):
+            pass
+
+    started = time.monotonic()
+    with pytest.raises(EdgeUnreachableError, match="Connection refused"):
+        asyncio.run(go())
+    assert time.monotonic() - started < 10  # max_reconnect_s (120 s) is for reconnects only

@@ -1,0 +1,30 @@
+"""What one job asks for, and its wire form.
+
+One dataclass instead of a growing list of keyword arguments on every client method: a new job
+option (the edge's ``formats``, ``idempotency_key``...) is one field here and one line in
+:meth:`JobSpec.message`, and every caller (``Client.submit``, ``Client.scrape``, the batch
+runner, the CLI) passes it through unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A scrape job: the URL and the per-job options of the wire protocol (all optional)."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
+    """The fetch timeout for this job (the protocol's ``timeout_s``), not a client-side wait."""
+    proxy: str | None = None
+
+    def message(self) -> str | dict[str, Any]:
+        """The frame's ``message``: the bare URL (the original clients' form) when no option is
+        set, so a plain job looks on the wire exactly as it always did; else the object form."""
+        options: dict[str, Any] = {"headers": self.headers, "timeout_s": self.timeout_s, "proxy": self.proxy}
+        options = {k: v for k, v in options.items() if v is not None and v != {}}
+        return {"url": self.url, **options} if options else self.url
