@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
 
 from .errors import ScrapeledgerError
@@ -29,6 +28,23 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Scrapeledger: scrape jobs over WebSocket, recorded in an event ledger on Kafka.",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"scrapeledger {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Scrapeledger: scrape jobs over WebSocket, recorded in an event ledger on Kafka."""
 
 
 def _logging(level: str = "INFO") -> None:
@@ -112,45 +128,37 @@ def up(
 
 @app.command()
 def submit(
-    url: Annotated[str | None, typer.Argument(help="The page to fetch.")] = None,
-    server: Annotated[str, typer.Option(help="Edge WebSocket URL.")] = "ws://127.0.0.1:3001",
+    urls: Annotated[list[str] | None, typer.Argument(help="Pages to fetch.", show_default=False)] = None,
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", help="Read URLs from F, one per line ('-': stdin).")
+    ] = None,
+    server: Annotated[str, typer.Option(help="Edge URL (ws://, wss://; http:// is taken as ws://).")] = (
+        "ws://127.0.0.1:3001"
+    ),
     resume: Annotated[str | None, typer.Option(help="Resume this job id instead of submitting.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole result frame as JSON.")] = False,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="Request header K:V (repeatable).")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Fetch timeout per job, seconds (timeout_s).")] = None,
+    proxy: Annotated[str | None, typer.Option(help="Fetch through this proxy URL.")] = None,
+    ref: Annotated[str | None, typer.Option(help="Ref echoed in results (R-1, R-2... in a batch).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Jobs in flight at once.")] = 16,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON result per line, in order.")] = False,
 ) -> None:
-    """Submit URL (or --resume JOB_ID) and print the result."""
-    from ws_edge import Client
+    """Submit URL(s) (or --resume JOB_ID) and print the results in input order.
 
-    if (url is None) == (resume is None):
-        raise typer.BadParameter("give a URL or --resume JOB_ID")
+    Exit codes: 0 every job succeeded, 1 some job did not, 2 bad usage, 3 no edge reachable.
+    """
+    from .submit import SubmitOptions, run
 
-    async def go() -> dict[str, object]:
-        async with Client(server) as client:
-            if resume is not None:
-                return await client.resume(resume)
-            assert url is not None
-            job_id = await client.submit(url)
-            typer.echo(f"accepted {job_id}", err=True)
-            return await client.result(job_id)
-
-    try:
-        frame = asyncio.run(go())
-    except ScrapeledgerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if as_json:
-        typer.echo(orjson.dumps(frame, option=orjson.OPT_INDENT_2).decode())
-    elif frame.get("status") == "succeeded":
-        typer.echo(
-            f"{frame['job_id']} {frame['http_status']} {frame['final_url']} "
-            f"({frame['elapsed_ms']:.0f} ms, {len(str(frame['html']))} chars)",
-            err=True,
+    raise typer.Exit(
+        run(
+            SubmitOptions(
+                urls=urls or (), file=file, resume=resume, server=server, headers=header or (),
+                timeout_s=timeout, proxy=proxy, ref=ref, concurrency=concurrency, as_json=as_json,
+            )
         )
-        typer.echo(frame["html"])
-    else:
-        error = frame.get("error") or {}
-        assert isinstance(error, dict)
-        typer.echo(f"{frame['job_id']} {frame['status']}: {error.get('code')}: {error.get('message')}")
-        raise typer.Exit(1)
+    )
 
 
 def _register_replay() -> None:
