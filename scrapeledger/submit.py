@@ -13,7 +13,7 @@ skipped; ``-`` reads stdin), or one ``--resume JOB_ID``. Output, always in input
 Exit codes (:data:`EXIT_CODES`): 0 every job succeeded; 1 at least one did not (failed, rejected,
 dead-lettered, expired, refused by the edge, unknown on resume, no result in time); 2 bad usage
 (options, ``--server``, an unreadable ``--file``, no URL); 3 no edge could be reached (at the
-start, or for good after the connection dropped: the jobs left say ``unreachable``).
+start, or for good after the connection dropped: the jobs left say ``unreachable``); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from ws_edge._batch import CLIENT_STATUSES, Item, Outcome, Resume, run_batch
 
 from .errors import ConfigError
 
-EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {
     EXIT_OK: "every job succeeded",
     EXIT_JOB_FAILED: "at least one job did not succeed",
     EXIT_USAGE: "bad usage: options, --server, --file, no URL",
     EXIT_UNREACHABLE: "no edge could be reached",
+    EXIT_INTERRUPTED: "Ctrl-C (SIGINT)",
 }
 
 FIRST_CONNECT_S = 3.0
@@ -81,6 +82,10 @@ def run(opts: SubmitOptions) -> int:
     except EdgeUnreachableError as exc:
         _err(f"error: {exc} (is the edge running? `scrapeledger up` starts one)")
         return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        # accepted jobs are durable and go on; their ids were printed (or are in the ledger)
+        _err("interrupted: accepted jobs still run; `scrapeledger submit --resume JOB_ID` fetches one")
+        return EXIT_INTERRUPTED
     return exit_code(outcomes)
 
 

@@ -80,13 +80,13 @@ def test_only_succeeded_jobs_exit_0_and_json_marks_edge_errors() -> None:
 def test_urls_from_stdin() -> None:
     with fake_edge() as edge:
         result = runner.invoke(
-            app, ["submit", "--server", edge.url, "--file", "-", "--json"],
+            app, ["submit", "--server", edge.url, "--file", "-", "--json", "--ref", "b"],
             input="http://p.test/ok/1\n# skip me\n\nhttp://p.test/ok/2\n",
         )
     assert result.exit_code == 0, result.output
-    assert [orjson.loads(line)["url"] for line in lines(result.stdout)] == [
-        "http://p.test/ok/1", "http://p.test/ok/2"
-    ]
+    out = [orjson.loads(line) for line in lines(result.stdout)]
+    assert [o["url"] for o in out] == ["http://p.test/ok/1", "http://p.test/ok/2"]
+    assert [o["ref"] for o in out] == ["b-1", "b-2"]  # one --ref, numbered in input order
 
 
 def test_header_timeout_proxy_and_ref_reach_the_edge() -> None:
@@ -253,3 +253,21 @@ def test_concurrency_bounds_the_jobs_in_flight() -> None:
     held, most, urls = asyncio.run(go())
     assert (held, most) == (3, 3)
     assert urls == [f"http://p.test/ok/{n}" for n in range(9)]
+
+
+def test_ctrl_c_says_the_jobs_go_on_and_exits_130() -> None:
+    import signal
+
+    with fake_edge(hold=100) as edge:  # accepts, never answers
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scrapeledger.cli", "submit", "--server", edge.url, "http://p.test/ok/1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert proc.stderr is not None
+        assert proc.stderr.readline() == "accepted job0001\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert lines(err) == [
+        "interrupted: accepted jobs still run; `scrapeledger submit --resume JOB_ID` fetches one"
+    ]
