@@ -204,7 +204,7 @@ class _Printer:
         self._summary()
 
     def accepted(self, i: int, job_id: str) -> None:
-        if self.single and not self.as_json:
+        if self.single:  # as before batches existed, --json or not
             _err(f"accepted {job_id}")
 
     def done(self, i: int, outcome: Outcome) -> None:
