@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         "the job is dead-lettered (scraper_crashed).",
     )
 
+    scraper_max_header_bytes: int = Field(
+        64 * 1024, ge=1024, validation_alias=_env("SCRAPER_MAX_HEADER_BYTES"),
+        description="Largest response header block accepted; larger is a permanent "
+        "headers_too_large failure (aiohttp also refuses one line over 8190 bytes or over 128 "
+        "headers).",
+    )
+
     # --- failure handling ----------------------------------------------------------------------
     max_processing_failures: int = Field(
         3, ge=1, validation_alias=_env("SCRAPELEDGER_MAX_PROCESSING_FAILURES"),

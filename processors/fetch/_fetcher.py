@@ -80,7 +80,8 @@ class Fetcher:
 
     ``proxies`` are the operator's (trusted) proxies, rotated per request; a request's ``proxy``
     overrides them. ``allow_networks`` lists CIDR ranges reachable even with the guard on.
-    ``lookup`` resolves host names (the system resolver unless injected).
+    ``lookup`` resolves host names (the system resolver unless injected). A response whose
+    header block is over ``max_header_bytes`` is a permanent ``headers_too_large`` failure.
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class Fetcher:
         user_agent: str = "scrapeledger/0.1",
         allow_networks: Iterable[str] = (),
         lookup: Lookup = system_lookup,
+        max_header_bytes: int = 64 * 1024,
     ) -> None:
         if concurrency < 1 or per_host < 1 or timeout_s <= 0 or max_redirects < 0 or max_body_bytes < 0:
             raise ConfigError("fetcher limits must be positive")
@@ -110,6 +112,7 @@ class Fetcher:
         self.timeout_s = timeout_s
         self.max_redirects = max_redirects
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
         self.user_agent = user_agent
         self.host_slots = HostSlots(per_host)
         self._rotation = itertools.cycle(self.proxies) if self.proxies else None
@@ -129,6 +132,7 @@ class Fetcher:
             timeout_s=settings.scraper_timeout_s,
             max_redirects=settings.scraper_max_redirects,
             max_body_bytes=settings.scraper_max_body_bytes,
+            max_header_bytes=settings.scraper_max_header_bytes,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -140,7 +144,7 @@ class Fetcher:
         if self._client is None:
             self._loop = loop
             self._client = httpx.AsyncClient(
-                transport=AiohttpTransport(self.guard),
+                transport=AiohttpTransport(self.guard, max_header_bytes=self.max_header_bytes),
                 headers={"user-agent": self.user_agent},
                 follow_redirects=False,  # followed by hand: every hop is validated and guarded
                 event_hooks={"response": [_stop_at_redirects]},

@@ -25,7 +25,9 @@ from typing import Any
 import aiohttp
 import httpx
 import yarl
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
+from ._errors import Rejection
 from ._guard import AddressGuard, GuardedResolver
 
 ROUTE = "scrapeledger.route"
@@ -72,6 +74,27 @@ def _mapped(request: httpx.Request) -> Iterator[None]:
         raise  # not a transport error (e.g. the guard's Rejection): let it through unchanged
 
 
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+
+
+def _headers_too_large(exc: BaseException) -> bool:
+    """aiohttp's refusal of a response head: a header line over 8190 bytes or over 128 headers."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, LineTooLong) or (
+            isinstance(current, BadHttpMessage) and "Too many headers" in str(current.message)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _header_bytes(raw: tuple[tuple[bytes, bytes], ...]) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in raw)  # "name: value\r\n"
+
+
 class _ResponseStream(httpx.AsyncByteStream):
     """The body as it arrives; closing early drops the connection instead of draining it."""
 
@@ -91,8 +114,14 @@ class _ResponseStream(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Sends httpx requests with aiohttp. Create it inside the event loop that will use it."""
 
-    def __init__(self, guard: AddressGuard, *, keepalive_s: float = 15.0) -> None:
+    def __init__(
+        self, guard: AddressGuard, *, keepalive_s: float = 15.0,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    ) -> None:
+        """``max_header_bytes`` bounds a response's header block: a page that sends more is
+        refused for good (``headers_too_large``), since the same page would do it again."""
         self._guard = guard
+        self.max_header_bytes = max_header_bytes
         self._keepalive_s = keepalive_s
         self._ssl = ssl.create_default_context()
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
@@ -138,18 +167,33 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 else:
                     headers.append(("Proxy-Authorization", value))
         session = self._session(route.guarded)
-        with _mapped(request):
-            response = await session.request(
-                request.method,
-                yarl.URL(str(request.url), encoded=True),
-                headers=headers,
-                data=request.content or None,
-                allow_redirects=False,
-                proxy=proxy_url,
-                proxy_headers=proxy_headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeout.get("connect"), sock_read=timeout.get("read")
-                ),
+        try:
+            with _mapped(request):
+                response = await session.request(
+                    request.method,
+                    yarl.URL(str(request.url), encoded=True),
+                    headers=headers,
+                    data=request.content or None,
+                    allow_redirects=False,
+                    proxy=proxy_url,
+                    proxy_headers=proxy_headers,
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=timeout.get("connect"), sock_read=timeout.get("read")
+                    ),
+                )
+        except httpx.RemoteProtocolError as exc:
+            if _headers_too_large(exc):
+                raise Rejection(
+                    "headers_too_large", "the response's header block is over the limit "
+                    "(a line over 8190 bytes or more than 128 headers)",
+                ) from exc
+            raise
+        size = _header_bytes(response.raw_headers)
+        if size > self.max_header_bytes:
+            response.close()  # the body is never read: the connection cannot be reused
+            raise Rejection(
+                "headers_too_large",
+                f"the response's headers are {size} bytes; the limit is {self.max_header_bytes}",
             )
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
         if response.reason:

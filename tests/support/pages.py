@@ -28,6 +28,8 @@ Routes (GET or HEAD; request bodies are read and ignored; an unknown path answer
 ``/release/<key>``                 opens gate ``key`` for good (earlier and later waiters pass)
 ``/headers``                       200 JSON object of the request headers received (lower-case)
 ``/multi-header``                  200 with two ``X-Multi`` and two ``Set-Cookie`` headers
+``/big-headers?kb=K&lines=N``      200 with K KiB of response headers (default 200) in N lines
+                                   (default 1: one huge line; N > 1 splits them evenly)
 ``/count``                         200 JSON: per route (``/page``, ``/slow``, ``/hang``...)
                                    ``concurrent``, ``max_concurrent`` and ``total``
 ``/reset``                         forgets totals, maxima and flaky counts (200)
@@ -319,6 +321,10 @@ class PageServer:
             return response(200, b"released\n", content_type=b"text/plain")
         if name == "headers":
             return response(200, json.dumps(_parse_headers(head)).encode(), content_type=b"application/json")
+        if name == "big-headers":
+            total, lines = int(q("kb", "200")) * 1024, max(1, int(q("lines", "1")))
+            big = tuple((f"X-Big-{i}", "a" * (total // lines)) for i in range(lines))
+            return response(200, b"big headers\n", content_type=b"text/plain", headers=big)
         if name == "multi-header":
             multi = (("X-Multi", "a"), ("X-Multi", "b"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"))
             return response(200, b"multi\n", content_type=b"text/plain", headers=multi)
