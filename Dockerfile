@@ -41,7 +41,7 @@ LABEL org.opencontainers.image.title="scrapeledger" \
 # numeric uid/gid so Kubernetes' runAsNonRoot can verify it (k8s/*.yaml use 10001 too)
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home --shell /usr/sbin/nologin app \
-    && mkdir -p /var/lib/scrapeledger/state \
+    && mkdir -p /var/lib/scrapeledger/state /var/lib/scrapeledger/keys \
     && chown -R app:app /var/lib/scrapeledger
 
 COPY --from=builder /opt/venv /opt/venv

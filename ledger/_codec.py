@@ -31,11 +31,19 @@ from ._events import _ENVELOPE, EVENT_TYPES, Event, payload_of
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+def _no_sealed_credentials(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2 of the events that carry a fetch request: v2 added ``sealed`` (default None)."""
+    return payload
+
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    (name, 1): _no_sealed_credentials
+    for name in ("JobSubmitted", "JobValidated", "RetryScheduled", "JobRedriven")
+}
 """``(type, old_version) -> function`` turning an old payload into the next version's payload.
 
-Empty while every event is at version 1; the first schema change adds its upcaster here and bumps
-the class's ``VERSION``, so old records in the ledger stay readable forever.
+A schema change adds its upcaster here and bumps the class's ``VERSION``, so old records in the
+ledger stay readable forever.
 """
 
 

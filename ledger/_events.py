@@ -58,12 +58,21 @@ class Event:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchSpec(Event):
-    """Events that carry the whole fetch request, so the scraper needs no other state."""
+    """Events that carry the whole fetch request, so the scraper needs no other state.
 
+    Credentials never ride in clear (``scrapeledger.vault``): ``headers`` holds the ordinary
+    headers, ``proxy`` the proxy without its user info, and ``sealed`` a Fernet token of the
+    rest (credential headers, the proxy with its password), or None when there is none.
+    Version 2 added ``sealed``; a v1 record reads as ``sealed=None`` (and, written before
+    sealing existed, may hold credentials in clear).
+    """
+
+    VERSION: ClassVar[int] = 2
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     proxy: str | None = None
+    sealed: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

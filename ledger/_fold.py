@@ -42,7 +42,7 @@ from ._events import (
     Status,
 )
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: ``sealed`` (the request's credentials, sealed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +76,7 @@ class JobState:
     headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     proxy: str | None = None
+    sealed: str | None = None
     origin_pod: str = ""
     submitted_at: float | None = None
     updated_at: float | None = None
@@ -181,6 +182,7 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
                 "headers": dict(event.headers),
                 "timeout_s": event.timeout_s,
                 "proxy": event.proxy,
+                "sealed": event.sealed,
                 "origin_pod": event.source,
                 "submitted_at": event.at,
                 "pods": (event.source, *(p for p in state.pods if p != event.source)),
@@ -192,7 +194,7 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
             if state.status == "expired":
                 return {}
             return _finish(
-                event, "expired", result=None, headers={},
+                event, "expired", result=None, headers={}, sealed=None,
                 error=JobError(code="expired", message="the result left the replay window"),
             )
         case JobRedriven():

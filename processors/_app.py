@@ -24,6 +24,7 @@ from scrapeledger import topics as T
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config, make_producer, producer_config
 from scrapeledger.errors import ScrapeledgerError
 from scrapeledger.observability import HealthServer, LagReporter
+from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
 from ._crashes import CrashLog, read_crash_log
@@ -179,7 +180,7 @@ class Processor:
         limit = self.settings.max_processing_failures
         log.error(
             "%s failed on ledger record %d/%d of job %s (failure %d of %d): %r",
-            self.name, row.partition, row.offset, key, failures, limit, exc,
+            self.name, row.partition, row.offset, job_ref(key), failures, limit, exc,
         )
         marker = f"{key}/{self.name}/p{row.partition}o{row.offset}"
         common: dict[str, Any] = {"job_id": key, "at": L.now(), "source": self.settings.pod_name}

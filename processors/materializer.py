@@ -10,6 +10,7 @@ Records that do not decode go to the DLQ instead of stopping the pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -22,6 +23,7 @@ from scrapeledger import topics as T
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import EventError, ScrapeledgerError
 from scrapeledger.observability import EVENTS, JOB_SECONDS, JOBS_FINISHED, POISON
+from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
 from ._app import Out, Processor
@@ -46,7 +48,9 @@ def poison_record(raw: bytes | None, key: str | None, reason: str, source: str) 
 
 
 def delivery_record(state: L.JobState) -> bytes:
-    return state.to_json()
+    """The notice an edge needs for its result frame: not the request (headers, proxy, sealed
+    credentials), which the edge never uses and the deliveries topic need not hold."""
+    return dataclasses.replace(state, headers={}, proxy=None, sealed=None).to_json()
 
 
 def materialize_step(
@@ -58,11 +62,12 @@ def materialize_step(
         event = L.decode_event(raw)
     except EventError as exc:
         POISON.labels("state").inc()
-        log.warning("poison ledger record (key %s) sent to DLQ: %s", key, exc)
+        log.warning("poison ledger record (key %s) sent to DLQ: %s", job_ref(key), exc)
         return [Out(T.DLQ, key or "", poison_record(raw, key, str(exc), pod))]
     if key != event.job_id:
         reason = f"record key {key!r} differs from job_id {event.job_id!r}"
-        log.warning("poison ledger record sent to DLQ: %s", reason)
+        log.warning("poison ledger record sent to DLQ: key %s differs from job_id %s",
+                    job_ref(key), job_ref(event.job_id))
         return [Out(T.DLQ, key or "", poison_record(raw, key, reason, pod))]
     if fault_spec and isinstance(event, L.JobSubmitted):
         faults.check(fault_spec, "state", event.url)
@@ -71,7 +76,7 @@ def materialize_step(
     if before is None and isinstance(event, L.ClientAttached):
         # A resume of an id the ledger never saw (ids are issued only after JobSubmitted is
         # durable, in the same partition, so none can come later): answer it, keep no state.
-        log.info("resume of unknown job %s from %s", event.job_id, event.pod)
+        log.info("resume of unknown job %s from %s", job_ref(event.job_id), event.pod)
         return [Out(T.DELIVERIES, event.pod, L.JobState(job_id=event.job_id).to_json())]
     after = L.fold(before, event)
     if after is before:
@@ -92,7 +97,7 @@ def materialize_step(
     if due:
         notice = delivery_record(after)
         outs.extend(Out(T.DELIVERIES, p, notice) for p in due)
-        log.debug("job %s %s; delivering to %s", event.job_id, after.status, ", ".join(due))
+        log.debug("job %s %s; delivering to %s", job_ref(event.job_id), after.status, ", ".join(due))
     return outs
 
 

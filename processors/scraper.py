@@ -41,9 +41,11 @@ from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff
 from scrapeledger import faults
 from scrapeledger import topics as T
 from scrapeledger.clients import AsyncProducer
-from scrapeledger.errors import EventError, ScrapeledgerError
+from scrapeledger.errors import CredentialsUnreadableError, EventError, ScrapeledgerError
 from scrapeledger.observability import ATTEMPTS, EVENTS, FETCH_SECONDS, IN_FLIGHT, REPLAYS_SKIPPED
+from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
+from scrapeledger.vault import Vault
 
 from ._app import Processor
 from ._crashes import CrashLog, Plan
@@ -161,6 +163,7 @@ def outcome_events(
             headers=trigger.headers,
             timeout_s=trigger.timeout_s,
             proxy=trigger.proxy,
+            sealed=trigger.sealed,  # the retry carries the credentials on, still sealed
             not_before=at + delay,
             base=base,
         ),
@@ -170,10 +173,11 @@ def outcome_events(
 class FetchSink(BaseSink):
     """Runs many fetch attempts at once; commits wait until their results are in Kafka."""
 
-    def __init__(self, settings: Settings, crashes: CrashLog) -> None:
+    def __init__(self, settings: Settings, crashes: CrashLog, vault: Vault | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.crashes = crashes
+        self.vault = vault if vault is not None else Vault.from_settings(settings)
         # A window wider than the fetcher's own bound: attempts queued behind one slow host's
         # per-host limit must not take every slot from the other hosts' attempts.
         self._slots = threading.BoundedSemaphore(settings.scraper_concurrency * SINK_WINDOW_FACTOR)
@@ -228,12 +232,12 @@ class FetchSink(BaseSink):
             trigger.job_id, trigger.attempt, max_crashes=self.settings.scraper_max_crashes
         )
         if plan == "skip":
-            log.info("job %s attempt %d: outcome already recorded", trigger.job_id, trigger.attempt)
+            log.info("job %s attempt %d: outcome already recorded", job_ref(trigger.job_id), trigger.attempt)
             REPLAYS_SKIPPED.inc()
             return
         if plan == "solo":
             log.warning("job %s attempt %d was in flight when the scraper died twice; running it alone",
-                        trigger.job_id, trigger.attempt)
+                        job_ref(trigger.job_id), trigger.attempt)
             self._wait_idle()
         self._slots.acquire()  # blocks the poll loop while every slot is busy: backpressure
         fut = asyncio.run_coroutine_threadsafe(self._attempt(trigger, plan), self._loop)
@@ -301,19 +305,19 @@ class FetchSink(BaseSink):
     async def _fetch(self, trigger: L.FetchSpec) -> FetchOk | FetchError:
         assert self._fetcher is not None
         try:
+            headers, proxy = self.vault.open(trigger.job_id, trigger.headers, trigger.proxy, trigger.sealed)
+        except CredentialsUnreadableError as exc:
+            # no retry can open it; a redrive can, once the key is configured again
+            return FetchError(code="credentials_unreadable", message=str(exc), retryable=False)
+        try:
             faults.check(self.settings.faults, "scraper", trigger.url)
             return await self._fetcher.fetch(
-                FetchRequest(
-                    url=trigger.url,
-                    headers=dict(trigger.headers),
-                    timeout_s=trigger.timeout_s,
-                    proxy=trigger.proxy,
-                )
+                FetchRequest(url=trigger.url, headers=headers, timeout_s=trigger.timeout_s, proxy=proxy)
             )
         except Exception as exc:
             # a bug in the fetch path for this page: replaying it would fail the same way, so
             # it ends the job (recorded, redrivable) instead of failing the checkpoint forever
-            log.exception("job %s attempt %d: the fetch raised", trigger.job_id, trigger.attempt)
+            log.exception("job %s attempt %d: the fetch raised", job_ref(trigger.job_id), trigger.attempt)
             return FetchError(code="scraper_error", message=repr(exc)[:500], retryable=False)
 
     async def _record_crashed(self, trigger: L.FetchSpec) -> None:
@@ -330,7 +334,8 @@ class FetchSink(BaseSink):
         await self._producer.produce(self.settings.topic(T.DLQ), trigger.job_id, raw)
         await self._producer.produce(self.settings.topic(T.LEDGER), trigger.job_id, raw)
         ATTEMPTS.labels("scraper_crashed").inc()
-        log.warning("job %s attempt %d dead-lettered: %s", trigger.job_id, trigger.attempt, event.message)
+        log.warning("job %s attempt %d dead-lettered: %s", job_ref(trigger.job_id), trigger.attempt,
+                    event.message)
 
     async def _record(self, trigger: L.FetchSpec, result: FetchOk | FetchError) -> None:
         """Write the body (if any) and the attempt's events; return once Kafka acknowledged them."""
@@ -362,7 +367,8 @@ class FetchSink(BaseSink):
         last = events[-1]
         # one line per job at INFO costs ~13 % of the stack's CPU per job: successes are DEBUG
         level = logging.DEBUG if isinstance(result, FetchOk) else logging.INFO
-        log.log(level, "job %s attempt %d: %s", trigger.job_id, trigger.attempt, _describe(last, result))
+        log.log(level, "job %s attempt %d: %s", job_ref(trigger.job_id), trigger.attempt,
+                _describe(last, result))
 
 
 def _describe(event: L.Event, result: FetchOk | FetchError) -> str:

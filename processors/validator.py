@@ -8,6 +8,7 @@ validation and fetch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Any
@@ -17,9 +18,11 @@ import ledger as L
 from processors.fetch import AddressGuard, Rejection, parse_proxy, validate_url
 from scrapeledger import faults
 from scrapeledger import topics as T
-from scrapeledger.errors import EventError
+from scrapeledger.errors import CredentialsUnreadableError, EventError
 from scrapeledger.observability import EVENTS, POISON
+from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
+from scrapeledger.vault import Vault
 
 from ._app import Out, Processor, out_key
 
@@ -84,10 +87,15 @@ def trusted_proxies(settings: Settings) -> frozenset[str]:
     return frozenset(str(parse_proxy(p)) for p in settings.scraper_proxies)
 
 
-def validate_step(raw: bytes, settings: Settings, trusted: frozenset[str] = frozenset()) -> list[Out]:
+def validate_step(
+    raw: bytes, settings: Settings, vault: Vault, trusted: frozenset[str] = frozenset()
+) -> list[Out]:
     """One ledger record in, the validator's events out. Total: never raises on bad input.
 
-    ``trusted`` is :func:`trusted_proxies` of ``settings``, computed once by the caller."""
+    ``trusted`` is :func:`trusted_proxies` of ``settings``, computed once by the caller. The
+    request's sealed credentials are opened to be checked like every other header (and the
+    proxy with its user info), then sealed again for ``JobValidated``: under the newest key,
+    and also when a record carries credentials in clear (written before sealing existed)."""
     EVENTS.labels("validator").inc()
     if not L.may_be(raw, (L.JobSubmitted,)):
         return []
@@ -103,18 +111,23 @@ def validate_step(raw: bytes, settings: Settings, trusted: frozenset[str] = froz
     common: dict[str, Any] = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated", "at": L.now(),
               "source": settings.pod_name}
     try:
+        try:
+            headers, proxy = vault.open(event.job_id, event.headers, event.proxy, event.sealed)
+        except CredentialsUnreadableError as exc:
+            raise Rejection("credentials_unreadable", str(exc)) from None
         url = check_request(
-            event, allow_private=settings.scraper_allow_private,
-            trusted_proxies=trusted,
+            dataclasses.replace(event, headers=headers, proxy=proxy, sealed=None),
+            allow_private=settings.scraper_allow_private, trusted_proxies=trusted,
         )
+        request = vault.seal(event.job_id, headers, proxy)
     except Rejection as rej:
-        log.info("job %s rejected: %s (%s)", event.job_id, rej.code, rej.message)
+        log.info("job %s rejected: %s (%s)", job_ref(event.job_id), rej.code, rej.message)
         out: L.Event = L.JobRejected(**common, code=rej.code, message=rej.message)
     else:
-        log.debug("job %s validated", event.job_id)
+        log.debug("job %s validated", job_ref(event.job_id))
         out = L.JobValidated(
-            **common, attempt=1, url=url, headers=event.headers, timeout_s=event.timeout_s,
-            proxy=event.proxy,
+            **common, attempt=1, url=url, headers=request.headers, timeout_s=event.timeout_s,
+            proxy=request.proxy, sealed=request.sealed,
         )
     return [Out(T.LEDGER, event.job_id, L.encode_event(out))]
 
@@ -124,7 +137,8 @@ def build(settings: Settings) -> Processor:
     proc.topic(T.LEDGER)
     sdf = proc.app.dataframe(proc.topic(T.LEDGER))
     trusted = trusted_proxies(settings)
-    sdf = sdf.apply(lambda raw: validate_step(raw, settings, trusted), expand=True)
+    vault = Vault.from_settings(settings)
+    sdf = sdf.apply(lambda raw: validate_step(raw, settings, vault, trusted), expand=True)
     sdf.to_topic(proc.route, key=out_key)
     return proc
 

@@ -7,7 +7,7 @@ from ._expire import ExpiryLoop, expire
 from ._history import current_state, history, latest_states
 from ._reader import committed_offsets, read_to_end
 from ._rebuild import RebuildResult, fold_ledger, rebuild
-from ._redrive import redrive, redrive_events, select
+from ._redrive import redrive, redrive_events, select, unreadable
 
 __all__ = [
     "ExpiryLoop",
@@ -23,4 +23,5 @@ __all__ = [
     "redrive",
     "redrive_events",
     "select",
+    "unreadable",
 ]

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 import ledger as L
 from scrapeledger import topics as T
 from scrapeledger.clients import make_producer
-from scrapeledger.errors import BrokerError
+from scrapeledger.errors import BrokerError, CredentialsUnreadableError
 from scrapeledger.settings import Settings
+from scrapeledger.vault import Vault
 
 from ._rebuild import fold_ledger
 
@@ -44,24 +45,46 @@ def select(
     return sorted(picked, key=lambda s: s.finished_at or 0.0)
 
 
-def redrive_events(states: Iterable[L.JobState], *, source: str, reason: str) -> list[L.JobRedriven]:
-    """One ``JobRedriven`` per job: the attempt numbering continues, the attempt budget restarts."""
-    return [
-        L.JobRedriven(
-            job_id=s.job_id,
-            event_id=L.new_event_id(),
-            at=L.now(),
-            source=source,
-            attempt=s.attempts + 1,
-            base=s.attempts,
-            url=s.url,
-            headers=dict(s.headers),
-            timeout_s=s.timeout_s,
-            proxy=s.proxy,
-            reason=reason,
+def redrive_events(
+    states: Iterable[L.JobState], *, source: str, reason: str, vault: Vault
+) -> list[L.JobRedriven]:
+    """One ``JobRedriven`` per job: the attempt numbering continues, the attempt budget restarts.
+
+    The job's credentials go along sealed again under the newest key, so a job redriven after a
+    rotation still runs once the old key is retired. Raises
+    :class:`~scrapeledger.errors.CredentialsUnreadableError` for a job whose key is gone (check
+    with :func:`unreadable` first)."""
+    events = []
+    for s in states:
+        request = vault.reseal(s.job_id, s.headers, s.proxy, s.sealed)
+        events.append(
+            L.JobRedriven(
+                job_id=s.job_id,
+                event_id=L.new_event_id(),
+                at=L.now(),
+                source=source,
+                attempt=s.attempts + 1,
+                base=s.attempts,
+                url=s.url,
+                headers=request.headers,
+                timeout_s=s.timeout_s,
+                proxy=request.proxy,
+                sealed=request.sealed,
+                reason=reason,
+            )
         )
-        for s in states
-    ]
+    return events
+
+
+def unreadable(states: Iterable[L.JobState], vault: Vault) -> list[L.JobState]:
+    """Jobs whose sealed credentials no configured key opens: a redrive would only fail again."""
+    bad = []
+    for s in states:
+        try:
+            vault.open(s.job_id, s.headers, s.proxy, s.sealed)
+        except CredentialsUnreadableError:
+            bad.append(s)
+    return bad
 
 
 def redrive(settings: Settings, events: list[L.JobRedriven]) -> None:

@@ -17,13 +17,15 @@ from rich.table import Table
 import ledger as L
 from scrapeledger import topics as T
 from scrapeledger.errors import EventError, ScrapeledgerError, UnknownJobError
+from scrapeledger.redact import job_ref, url_ref
 from scrapeledger.settings import Settings
+from scrapeledger.vault import Vault
 
 from ._expire import expire
 from ._history import current_state, history
 from ._reader import consumer, partitions_of
 from ._rebuild import rebuild
-from ._redrive import redrive, redrive_events, select
+from ._redrive import redrive, redrive_events, select, unreadable
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and re-drive the job ledger.")
 err = Console(stderr=True)
@@ -54,8 +56,15 @@ def _parse_time(value: str | None) -> float | None:
 
 
 def _details(event: L.Event) -> str:
+    """One line of an event's payload for people: no headers, no credentials (only that there
+    are some), URLs without query strings or user info (``--json`` has the whole event)."""
     payload = L.event_to_dict(event)["payload"]
     keep = {k: v for k, v in payload.items() if v not in (None, {}, "") and k != "headers"}
+    if "sealed" in keep:
+        keep["sealed"] = "yes"
+    for name in ("url", "final_url", "proxy"):
+        if isinstance(keep.get(name), str):
+            keep[name] = url_ref(keep[name])
     return " ".join(f"{k}={v}" for k, v in keep.items())
 
 
@@ -81,7 +90,8 @@ def history_cmd(
             sys.stdout.write(orjson.dumps(L.event_to_dict(e)).decode() + "\n")
         return
     state = L.fold_all(events)[job_id]
-    table = Table(title=f"job {job_id}: {state.status} after {state.attempts} attempt(s)")
+    # a job id is the capability to read the job's result: the human view names it by prefix
+    table = Table(title=f"job {job_ref(job_id)}: {state.status} after {state.attempts} attempt(s)")
     for col in ("at (UTC)", "event", "attempt", "source", "details"):
         table.add_column(col)
     for e in events:
@@ -136,12 +146,20 @@ def redrive_cmd(
             missing = set(job) - {s.job_id for s in picked}
             for job_id in sorted(missing):
                 err.print(f"[yellow]skipped[/yellow] {job_id}: unknown or not failed/dead-lettered")
+        vault = Vault.from_settings(settings)
+        locked = {s.job_id for s in unreadable(picked, vault)}
+        for job_id in sorted(locked):
+            err.print(f"[yellow]skipped[/yellow] {job_id}: its credentials were sealed with a key "
+                      "that is no longer configured (SCRAPELEDGER_SECRET_KEYS)")
+        picked = [s for s in picked if s.job_id not in locked]
         for s in picked:
             code_txt = s.error.code if s.error else "-"
             verb = "would redrive" if dry_run else "redrive"
-            typer.echo(f"{verb} {s.job_id} {s.status} {code_txt} {s.url}")
+            typer.echo(f"{verb} {s.job_id} {s.status} {code_txt} {url_ref(s.url)}")
         if not dry_run and picked:
-            redrive(settings, redrive_events(picked, source=f"replay@{settings.pod_name}", reason=reason))
+            redrive(settings, redrive_events(
+                picked, source=f"replay@{settings.pod_name}", reason=reason, vault=vault,
+            ))
     except ScrapeledgerError as exc:
         raise _fail(exc) from None
     typer.echo(f"{len(picked)} job(s) {'would be ' if dry_run else ''}redriven")
@@ -196,7 +214,7 @@ def tail_cmd(
                 sys.stdout.write(orjson.dumps(L.event_to_dict(event)).decode() + "\n")
             else:
                 sys.stdout.write(
-                    f"{_when(event.at)} {event.job_id} {event.TYPE} a{event.attempt} "
+                    f"{_when(event.at)} {job_ref(event.job_id)} {event.TYPE} a{event.attempt} "
                     f"{event.source} {_details(event)}\n"
                 )
             sys.stdout.flush()

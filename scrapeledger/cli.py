@@ -55,6 +55,12 @@ def _logging(level: str = "INFO") -> None:
     )
     # librdkafka-level chatter stays out of the job log
     logging.getLogger("quixstreams").setLevel(logging.WARNING)
+    # httpx logs every request with its whole URL at INFO: per-fetch lines are DEBUG here
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from . import redact
+
+    for handler in logging.getLogger().handlers:
+        redact.install(handler)  # no whole job id, URL query or user info in any line
 
 
 def _settings() -> Settings:
@@ -161,12 +167,31 @@ def submit(
     )
 
 
+@app.command()
+def keygen(
+    file: Annotated[Path | None, typer.Option(help="Create this key file (0600) unless it exists.")] = None,
+) -> None:
+    """Print a new key for SCRAPELEDGER_SECRET_KEYS (or create a SCRAPELEDGER_SECRET_KEYS_FILE)."""
+    from .vault import ensure_key_file, new_key
+
+    if file is None:
+        typer.echo(new_key())
+        return
+    created = ensure_key_file(file)
+    typer.echo(f"{'created' if created else 'kept the existing'} key file {file}", err=True)
+
+
 def _register_replay() -> None:
     try:
         from replay.cli import app as replay_app
     except ImportError:  # pragma: no cover - replay is part of the distribution
         return
-    app.add_typer(replay_app, name="replay")
+    app.add_typer(replay_app, name="replay", callback=_replay_logging)
+
+
+def _replay_logging() -> None:
+    """Inspect and re-drive the job ledger."""
+    _logging("WARNING")
 
 
 _register_replay()

@@ -65,3 +65,9 @@ class UnknownJobError(ScrapeledgerError):
 
 class InjectedFault(ScrapeledgerError):
     """A failure injected on purpose (``SCRAPELEDGER_FAULTS``), to test the failure paths."""
+
+
+class CredentialsUnreadableError(ScrapeledgerError):
+    """A job's sealed credentials cannot be opened: the key that sealed them is not configured
+    (retired, or a deployment whose components were given different keys), or the token is not
+    this job's. Permanent for the job until the key is configured again; never a crash."""

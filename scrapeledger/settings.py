@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -92,6 +92,23 @@ class Settings(BaseSettings):
         "headers).",
     )
 
+    # --- secrets -------------------------------------------------------------------------------
+    secret_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("SCRAPELEDGER_SECRET_KEYS"),
+        description="Fernet keys that seal jobs' credentials, comma-separated, newest first: the "
+        "first seals, every one opens (rotation). Empty: read SCRAPELEDGER_SECRET_KEYS_FILE.",
+    )
+    secret_keys_file: str | None = Field(
+        None, validation_alias=_env("SCRAPELEDGER_SECRET_KEYS_FILE"),
+        description="A file of Fernet keys (one a line, newest first), e.g. a mounted Secret. "
+        "Unset: the local development key file under SCRAPELEDGER_CACHE_DIR, created on first use.",
+    )
+    secret_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("SCRAPELEDGER_SECRET_HEADERS"),
+        description="More request header names (comma-separated) sealed like Authorization, "
+        "Cookie, Proxy-Authorization and X-Api-Key.",
+    )
+
     # --- failure handling ----------------------------------------------------------------------
     max_processing_failures: int = Field(
         3, ge=1, validation_alias=_env("SCRAPELEDGER_MAX_PROCESSING_FAILURES"),
@@ -114,7 +131,9 @@ class Settings(BaseSettings):
         description="Bodies up to this size ride inline in events instead of by reference.",
     )
 
-    @field_validator("scraper_proxies", "edge_allowed_origins", mode="before")
+    @field_validator(
+        "scraper_proxies", "edge_allowed_origins", "secret_keys", "secret_headers", mode="before"
+    )
     @classmethod
     def _split_proxies(cls, value: object) -> object:
         if isinstance(value, str):

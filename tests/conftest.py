@@ -28,7 +28,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # ...which this one, now in front of it, overrides
     import quixstreams  # noqa: F401
 
+from pydantic import SecretStr
+
 from scrapeledger.settings import Settings
+from scrapeledger.vault import new_key
 
 # No test sends a name lookup off this machine: names other than IP literals and localhost
 # (/etc/hosts) are refused here, so tests resolve through an injected lookup they control
@@ -118,4 +121,5 @@ def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Setting
         state_dir=str(tmp_path / "state"),
         partitions=3,
         delivery_partitions=8,
+        secret_keys=[SecretStr(new_key())],  # each test its own key; Stack hands it to its processes
     )

@@ -28,6 +28,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from scrapeledger.errors import ScrapeledgerError, UnknownJobError
+from scrapeledger.redact import url_ref
 
 from ._endpoint import edge_url
 from ._job import JobSpec
@@ -266,8 +267,11 @@ class Client:
             except (OSError, TimeoutError, WebSocketClosedError, HTTPClientError) as exc:
                 pause = delay * random.uniform(0.5, 1.5)
                 if loop.time() + pause >= deadline or self._closed:
-                    raise EdgeUnreachableError(f"cannot connect to {self.server}: {_reason(exc)}") from None
-                log.info("connect to %s failed (%s); retrying in %.1fs", self.server, exc, pause)
+                    raise EdgeUnreachableError(
+                        f"cannot connect to {url_ref(self.server)}: {_reason(exc)}"
+                    ) from None
+                # the server URL may carry ?api_key=: logged without its query
+                log.info("connect to %s failed (%s); retrying in %.1fs", url_ref(self.server), exc, pause)
                 await asyncio.sleep(pause)
                 delay = min(delay * 2, 5.0)
 

@@ -25,6 +25,7 @@ from scrapeledger import topics as T
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS, AsyncProducer, fetch_config
 from scrapeledger.errors import BrokerError, MalformedEventError
 from scrapeledger.partitioner import partition_for
+from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class EdgeKafka:
         """Fire-and-forget ledger write, for records whose loss only costs a duplicate later."""
         if not self._background.produce_nowait(self.settings.topic(T.LEDGER), event.job_id,
                                                L.encode_event(event)):
-            log.warning("producer queue full; dropped %s for job %s", event.TYPE, event.job_id)
+            log.warning("producer queue full; dropped %s for job %s", event.TYPE, job_ref(event.job_id))
 
     # --- deliveries ------------------------------------------------------------------------
 

@@ -23,7 +23,9 @@ import tornado.websocket
 import ledger as L
 from scrapeledger.errors import BrokerError, ProtocolError
 from scrapeledger.observability import JOBS_SUBMITTED, RESULTS_SENT, WS_CONNECTIONS, render
+from scrapeledger.redact import job_ref, url_ref
 from scrapeledger.settings import Settings
+from scrapeledger.vault import Vault
 
 from ._kafka import Delivery, EdgeKafka
 from ._protocol import (
@@ -45,8 +47,11 @@ HARD_FRAME_LIMIT = 1024 * 1024
 class Edge:
     """One edge pod: sockets, the waiting-jobs registry and the Kafka side."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, vault: Vault | None = None) -> None:
+        """``vault`` seals each job's credentials before the submit is written (built from the
+        settings on first use when not given)."""
         self.settings = settings
+        self._vault = vault
         self.kafka = EdgeKafka(settings, self._on_deliveries)
         self.waiting: dict[str, dict[JobSocket, Any]] = defaultdict(dict)
         self.unaccepted: dict[tuple[str, JobSocket], list[bytes]] = {}
@@ -57,6 +62,12 @@ class Edge:
         self.pending_submits = 0
         self._server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
+
+    @property
+    def vault(self) -> Vault:
+        if self._vault is None:
+            self._vault = Vault.from_settings(self.settings)
+        return self._vault
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -71,6 +82,7 @@ class Edge:
             ],
             websocket_max_message_size=HARD_FRAME_LIMIT,
             websocket_ping_interval=20,
+            log_function=_log_request,
         )
 
     async def start(self, port: int | None = None) -> int:
@@ -126,15 +138,18 @@ class Edge:
 
     async def submit(self, sock: JobSocket, req: JobRequest) -> None:
         job_id = L.new_job_id()
+        # credentials never reach Kafka in clear: the ledger keeps this event forever
+        request = self.vault.seal(job_id, req.headers, req.proxy)
         event = L.JobSubmitted(
             job_id=job_id,
             event_id=f"{job_id}/submitted",
             at=L.now(),
             source=self.settings.pod_name,
             url=req.url,
-            headers=req.headers,
+            headers=request.headers,
             timeout_s=req.timeout_s,
-            proxy=req.proxy,
+            proxy=request.proxy,
+            sealed=request.sealed,
         )
         # register before the write: a fast result must find its socket
         self.waiting[job_id][sock] = req.ref
@@ -145,14 +160,14 @@ class Edge:
             await self.kafka.append(event)
         except BrokerError as exc:
             self._forget(job_id, sock)
-            log.error("submit of %s failed: %s", req.url, exc)
+            log.error("submit of %s failed: %s", url_ref(req.url), exc)
             sock.send(error_frame("submit_failed", "the job could not be recorded; retry", req.ref))
             return
         finally:
             self.pending_submits -= 1
             del self.unaccepted[(job_id, sock)]
         JOBS_SUBMITTED.inc()
-        log.debug("job %s submitted: %s", job_id, req.url)
+        log.debug("job %s submitted: %s", job_ref(job_id), url_ref(req.url))
         sock.send(accepted_frame(job_id, req.ref))
         for frame in held:  # a result that arrived before the acknowledgement
             sock.send(frame)
@@ -171,7 +186,7 @@ class Edge:
             await self.kafka.append(event)
         except BrokerError as exc:
             self._forget(req.job_id, sock)
-            log.error("resume of %s failed: %s", req.job_id, exc)
+            log.error("resume of %s failed: %s", job_ref(req.job_id), exc)
             sock.send(error_frame("resume_failed", "the resume could not be recorded; retry", req.ref))
         finally:
             self.pending_submits -= 1
@@ -303,6 +318,17 @@ class JobSocket(tornado.websocket.WebSocketHandler):
         self.edge.disconnected(self, self.jobs)
 
 
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access line without the query string: ``?api_key=`` and the like stay out."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    logging.getLogger("tornado.access").log(
+        level, "%d %s %s (%s) %.2fms", status, request.method, request.path, request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
 def _ignore_closed(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled():
         exc = fut.exception()
@@ -348,7 +374,7 @@ async def serve(settings: Settings, port: int | None = None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    edge = Edge(settings)
+    edge = Edge(settings, Vault.from_settings(settings))  # a bad key stops the edge here, not per job
     bound = edge.listen(port)
     admin = await loop.run_in_executor(
         None, lambda: wait_for_broker(settings, should_stop=stop.is_set)

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from scrapeledger.redact import strip_userinfo
+
 from ._errors import Rejection
 
 SCHEMES = frozenset({"http", "https"})
@@ -111,7 +113,8 @@ def parse_proxy(proxy: object) -> httpx.URL:
             raise Rejection("invalid_proxy", f"port {parsed.port} is out of range")
     except (httpx.InvalidURL, Rejection) as exc:
         reason = exc.message if isinstance(exc, Rejection) else str(exc)
-        raise Rejection("invalid_proxy", f"proxy {proxy!r}: {reason}") from None
+        # the message is stored in the ledger (JobRejected): the proxy's password stays out
+        raise Rejection("invalid_proxy", f"proxy {strip_userinfo(text)!r}: {reason}") from None
     return parsed if host == raw_host else parsed.copy_with(host=host)
 
 

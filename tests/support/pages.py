@@ -30,6 +30,10 @@ Routes (GET or HEAD; request bodies are read and ignored; an unknown path answer
 ``/multi-header``                  200 with two ``X-Multi`` and two ``Set-Cookie`` headers
 ``/big-headers?kb=K&lines=N``      200 with K KiB of response headers (default 200) in N lines
                                    (default 1: one huge line; N > 1 splits them evenly)
+``/digest-headers[?key=K&fail=F]``  200 JSON: SHA-256 (hex) of each request header's value, so a
+                                   test can see a secret header arrived without the page (and
+                                   hence the bodies topic) ever holding it; with ``key``, 503
+                                   for the first F requests of that key
 ``/count``                         200 JSON: per route (``/page``, ``/slow``, ``/hang``...)
                                    ``concurrent``, ``max_concurrent`` and ``total``
 ``/reset``                         forgets totals, maxima and flaky counts (200)
@@ -62,6 +66,7 @@ import collections
 import contextlib
 import functools
 import gzip
+import hashlib
 import json
 import zlib
 from collections.abc import Callable, Coroutine
@@ -325,6 +330,16 @@ class PageServer:
             total, lines = int(q("kb", "200")) * 1024, max(1, int(q("lines", "1")))
             big = tuple((f"X-Big-{i}", "a" * (total // lines)) for i in range(lines))
             return response(200, b"big headers\n", content_type=b"text/plain", headers=big)
+        if name == "digest-headers":
+            # ?key=K&fail=F: 503 for the first F requests of key K, as /flaky does
+            key = q("key", "")
+            if key:
+                self._flaky[f"digest/{key}"] += 1
+                if self._flaky[f"digest/{key}"] <= int(q("fail", "0")):
+                    return response(503, b"try again\n", content_type=b"text/plain")
+            digests = {k: hashlib.sha256(v.encode("latin-1")).hexdigest()
+                       for k, v in _parse_headers(head).items()}
+            return response(200, json.dumps(digests).encode(), content_type=b"application/json")
         if name == "multi-header":
             multi = (("X-Multi", "a"), ("X-Multi", "b"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"))
             return response(200, b"multi\n", content_type=b"text/plain", headers=multi)

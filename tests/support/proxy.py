@@ -7,6 +7,7 @@
   and ``x-proxy-count: <n>`` (requests this proxy has handled), so a test can see which proxy
   carried a request and how many it carried. An unreachable target answers 502.
 * ``CONNECT host:port`` opens a tunnel (for https:// targets); the 200 carries ``x-via-proxy``.
+* ``--auth user:password``: requests without that ``Proxy-Authorization: Basic`` get 407.
 * Every connection is closed after one request: simple and enough for tests.
 
 :func:`spawn_proxy` starts one as a subprocess and yields its URL once it printed its port.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -29,9 +31,10 @@ _HOP_BY_HOP = frozenset({
 class Proxy:
     """The proxy's state: its name (for ``x-via-proxy``) and how many requests it handled."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, auth: str | None = None) -> None:
         self.name = name
         self.count = 0
+        self.auth = None if auth is None else "Basic " + base64.b64encode(auth.encode()).decode()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -47,6 +50,11 @@ class Proxy:
             await self._reply(writer, 400)
             return
         headers = [tuple(p.strip() for p in line.split(":", 1)) for line in lines[1:] if ":" in line]
+        if self.auth is not None and (
+            next((v for k, v in headers if k.lower() == "proxy-authorization"), None) != self.auth
+        ):
+            await self._reply(writer, 407)
+            return
         try:
             if method == "CONNECT":
                 await self._tunnel(reader, writer, target)
@@ -125,8 +133,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write_eof()
 
 
-async def _serve(host: str, port: int, name: str | None) -> None:
-    proxy = Proxy(name or "proxy")
+async def _serve(host: str, port: int, name: str | None, auth: str | None = None) -> None:
+    proxy = Proxy(name or "proxy", auth)
     server = await asyncio.start_server(proxy.handle, host, port, backlog=1024)
     bound = int(server.sockets[0].getsockname()[1])
     if name is None:
@@ -137,11 +145,13 @@ async def _serve(host: str, port: int, name: str | None) -> None:
 
 
 @contextlib.contextmanager
-def spawn_proxy(name: str) -> Iterator[str]:
-    """Run a proxy process named ``name``; yield its URL (``http://127.0.0.1:<port>``)."""
+def spawn_proxy(name: str, auth: str | None = None) -> Iterator[str]:
+    """Run a proxy process named ``name`` (requiring ``auth``, ``user:password``, if given); yield
+    its URL (``http://127.0.0.1:<port>``, without the credentials)."""
     from .procs import spawn_listening
 
-    with spawn_listening("tests.support.proxy", "--name", name, banner="proxy listening on") as port:
+    extra = ("--auth", auth) if auth is not None else ()
+    with spawn_listening("tests.support.proxy", "--name", name, *extra, banner="proxy listening on") as port:
         yield f"http://127.0.0.1:{port}"
 
 
@@ -150,9 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     ap.add_argument("--name", default=None, help="value of the x-via-proxy header")
+    ap.add_argument("--auth", default=None, help="user:password every request must present")
     args = ap.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.name))
+        asyncio.run(_serve(args.host, args.port, args.name, args.auth))
 
 
 if __name__ == "__main__":

@@ -85,8 +85,11 @@ class Stack:
             "EDGE_DRAIN_S": "2",
             "METRICS_PORT": "0",
             "PYTHONUNBUFFERED": "1",
+            "SCRAPELEDGER_SECRET_KEYS": ",".join(k.get_secret_value() for k in settings.secret_keys),
             **(env or {}),
         }
+        if not self.env["SCRAPELEDGER_SECRET_KEYS"]:
+            del self.env["SCRAPELEDGER_SECRET_KEYS"]  # the processes share the local key file
         self.procs: dict[str, Proc] = {}
 
     def start(self, component: str, *, name: str | None = None, port: int = 0, **env: str) -> Proc:

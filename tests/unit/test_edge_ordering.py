@@ -16,6 +16,7 @@ import pytest
 
 import ledger as L
 from scrapeledger.settings import Settings
+from scrapeledger.vault import Vault, new_key
 from ws_edge import JobRequest
 from ws_edge._server import Edge
 
@@ -53,7 +54,7 @@ def finished(job_id: str) -> L.JobState:
 
 
 async def _submit_with_early_result() -> list[dict[str, Any]]:
-    edge = Edge(Settings(bootstrap_servers="127.0.0.1:1"))
+    edge = Edge(Settings(bootstrap_servers="127.0.0.1:1"), Vault([new_key()]))
     edge.kafka.close(0)  # never started: only its producer's poll thread to stop
     kafka = HeldKafka()
     edge.kafka = kafka  # type: ignore[assignment]

@@ -391,3 +391,22 @@ def test_every_app_deployment_has_a_pdb() -> None:
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         matching = [p for p in pdbs if p["spec"]["selector"]["matchLabels"].items() <= labels.items()]
         assert len(matching) == 1, deployment["metadata"]["name"]
+
+
+def test_credential_keys_come_from_a_secret_reference_never_from_a_manifest() -> None:
+    """Edge, validator and scraper seal or open jobs' credentials; the materializer never does."""
+    ref = {"secretKeyRef": {"name": "scrapeledger-secret-keys", "key": "keys"}}
+    for deployment in _app_deployments():
+        env = _env(_containers(deployment)[0])
+        if deployment["metadata"]["name"] == "state":
+            assert "SCRAPELEDGER_SECRET_KEYS" not in env
+        else:
+            assert env["SCRAPELEDGER_SECRET_KEYS"] == ref, deployment["metadata"]["name"]
+    assert _kind("Secret") == []
+    assert "SCRAPELEDGER_SECRET_KEYS" not in _one("ConfigMap", "scrapeledger-env")["data"]
+    services = yaml.safe_load((ROOT / "compose.yml").read_text())["services"]
+    assert services["keys"]["command"][0] in _cli_commands()
+    for name in ("edge", "validator", "scraper"):
+        assert "secret-keys:/var/lib/scrapeledger/keys:ro" in services[name]["volumes"], name
+        assert services[name]["depends_on"]["keys"]["condition"] == "service_completed_successfully"
+    assert not any("secret-keys" in v for v in services["state"]["volumes"])
