@@ -74,6 +74,17 @@ def rebuild(
     topic = settings.topic(T.JOB_STATE)
     for job_id, state in states.items():
         have = current.get(job_id)
+        if state.status == "unknown":
+            # only attaches (resumes of an id never submitted): the materializer keeps no state
+            # for these, so neither does a rebuild; one an older version wrote is removed
+            if have is not None:
+                if write:
+                    producer.produce(topic, key=job_id, value=None)
+                    producer.poll(0)
+                written += 1
+            else:
+                unchanged += 1
+            continue
         if have == state or (have is not None and have.events > state.events):
             unchanged += 1
             continue

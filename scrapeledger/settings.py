@@ -63,6 +63,48 @@ class Settings(BaseSettings):
         "Origin (scripts, the Python client) are always allowed.",
     )
 
+    # --- edge limits (ws_edge/_limits.py; docs/configuration.md says why each default) ---------
+    edge_max_connections: int = Field(
+        10_000, ge=1, validation_alias=_env("EDGE_MAX_CONNECTIONS"),
+        description="Open TCP connections on the edge's port; over it new ones get HTTP 503.",
+    )
+    edge_max_connections_per_address: int = Field(
+        256, ge=0, validation_alias=_env("EDGE_MAX_CONNECTIONS_PER_ADDRESS"),
+        description="Open connections per client address (0: no cap, e.g. behind a proxy).",
+    )
+    edge_reserved_connections: int = Field(
+        16, ge=0, validation_alias=_env("EDGE_RESERVED_CONNECTIONS"),
+        description="Connections over EDGE_MAX_CONNECTIONS for addresses holding none, plain "
+        "HTTP only: health probes still answer at the cap.",
+    )
+    edge_header_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=_env("EDGE_HEADER_TIMEOUT_S"),
+        description="How long a connection may take to send a whole request head (half-sent "
+        "requests, idle handshakes, idle keep-alive connections).",
+    )
+    edge_max_jobs_per_connection: int = Field(
+        1000, ge=1, validation_alias=_env("EDGE_MAX_JOBS_PER_CONNECTION"),
+        description="Jobs (submitted or resumed) one connection may wait for at once.",
+    )
+    edge_max_queued_bytes: int = Field(
+        32 * 1024 * 1024, ge=64 * 1024, validation_alias=_env("EDGE_MAX_QUEUED_BYTES"),
+        description="Bytes of frames queued for a reader that does not keep up; over it the "
+        "connection is closed with 1013 (the client resumes).",
+    )
+    edge_resumes_per_s: float = Field(
+        20.0, gt=0, validation_alias=_env("EDGE_RESUMES_PER_S"),
+        description="Resumes per connection per second, on average (token bucket).",
+    )
+    edge_resume_burst: int = Field(
+        100, ge=1, validation_alias=_env("EDGE_RESUME_BURST"),
+        description="Resumes one connection may send at once (a reconnect resumes every job).",
+    )
+    edge_attach_window_s: float = Field(
+        300.0, gt=0, validation_alias=_env("EDGE_ATTACH_WINDOW_S"),
+        description="A pod records ClientAttached (and ResultDelivered) at most once per job "
+        "within this window; repeated resumes are answered from the last answer.",
+    )
+
     # --- scraper -------------------------------------------------------------------------------
     scraper_allow_private: bool = Field(False, validation_alias=_env("SCRAPER_ALLOW_PRIVATE"))
     scraper_max_attempts: int = Field(3, ge=1, validation_alias=_env("SCRAPER_MAX_ATTEMPTS"))

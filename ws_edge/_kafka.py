@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +53,7 @@ class EdgeKafka:
         self._failed: Exception | None = None
         self._threads: list[threading.Thread] = []
         self.partition = partition_for(settings.pod_name, settings.delivery_partitions)
+        self._replays: queue.SimpleQueue[L.JobState] = queue.SimpleQueue()
         self.foreign_notices = 0
         """Notices read from this pod's partition that belonged to another pod."""
         self.notices = 0
@@ -95,6 +97,10 @@ class EdgeKafka:
 
     # --- deliveries ------------------------------------------------------------------------
 
+    def replay(self, state: L.JobState) -> None:
+        """Deliver a state again (a repeated resume), its body read by reference like a notice's."""
+        self._replays.put(state)
+
     def _consumer(self, suffix: str, wait_ms: int = IDLE_FETCH_WAIT_MS) -> Consumer:
         return Consumer(
             {
@@ -121,8 +127,11 @@ class EdgeKafka:
             log.info("reading deliveries for pod %s from %s[%d]@%d",
                      settings.pod_name, topic, self.partition, high)
             while not self._stop.is_set():
-                batch = _drain(deliveries, wait=0.5)  # returns at the first record
+                # returns at the first record; a replay waiting shortens the wait
+                batch = _drain(deliveries, wait=0.5 if self._replays.empty() else 0.0)
                 states = [s for s in map(self._notice, batch) if s is not None]
+                while not self._replays.empty():
+                    states.append(self._replays.get_nowait())
                 if states:
                     self._dispatch(self._with_bodies(bodies, states))
         except Exception as exc:

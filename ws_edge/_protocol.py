@@ -113,10 +113,13 @@ def accepted_frame(job_id: str, ref: Any) -> bytes:
     return orjson.dumps({"event": "accepted", "job_id": job_id, "ref": ref})
 
 
-def error_frame(code: str, message: str, ref: Any = None) -> bytes:
+def error_frame(code: str, message: str, ref: Any = None, *, retry_after: float | None = None) -> bytes:
+    """An ``error`` frame; ``retry_after`` (seconds) tells a rate-limited client when to retry."""
     frame: dict[str, Any] = {"event": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
+    if retry_after is not None:
+        frame["retry_after"] = round(retry_after, 3)
     return orjson.dumps(frame)
 
 

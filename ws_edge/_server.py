@@ -28,6 +28,8 @@ from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault
 
 from ._kafka import Delivery, EdgeKafka
+from ._limits import AttachWindow, ConnectionBudget, SendBudget, TokenBucket, raise_fd_limit
+from ._listener import MOST_LINGERING, GuardedHTTPServer
 from ._protocol import (
     JobRequest,
     ResumeRequest,
@@ -42,16 +44,26 @@ log = logging.getLogger(__name__)
 
 HARD_FRAME_LIMIT = 1024 * 1024
 """Tornado closes the socket above this; below it, our own limit answers with an error frame."""
+FD_HEADROOM = 256
+"""Descriptors kept for everything but client connections (Kafka clients, logs, threads)."""
 
 
 class Edge:
     """One edge pod: sockets, the waiting-jobs registry and the Kafka side."""
 
-    def __init__(self, settings: Settings, vault: Vault | None = None) -> None:
+    def __init__(self, settings: Settings, vault: Vault | None = None,
+                 fd_limit: int | None = None) -> None:
         """``vault`` seals each job's credentials before the submit is written (built from the
-        settings on first use when not given)."""
+        settings on first use when not given); ``fd_limit``: the process's descriptor limit,
+        which the connection cap must fit in."""
         self.settings = settings
         self._vault = vault
+        self.connections = ConnectionBudget(
+            _fit_connections(settings, fd_limit), settings.edge_max_connections_per_address,
+            settings.edge_reserved_connections,
+        )
+        self.attached = AttachWindow(settings.edge_attach_window_s)
+        """Jobs this pod recorded an attach for (resumed or submitted here) and their answers."""
         self.kafka = EdgeKafka(settings, self._on_deliveries)
         self.waiting: dict[str, dict[JobSocket, Any]] = defaultdict(dict)
         self.unaccepted: dict[tuple[str, JobSocket], list[bytes]] = {}
@@ -60,7 +72,7 @@ class Edge:
         self.sockets: set[JobSocket] = set()
         self.draining = False
         self.pending_submits = 0
-        self._server: tornado.httpserver.HTTPServer | None = None
+        self._server: GuardedHTTPServer | None = None
         self.port: int | None = None
 
     @property
@@ -98,13 +110,18 @@ class Edge:
 
     def listen(self, port: int | None = None) -> int:
         """Serve HTTP at once, so liveness passes (and readiness says no) while Kafka is away."""
-        self._server = tornado.httpserver.HTTPServer(self.application())
+        self._server = GuardedHTTPServer(
+            self.application(), budget=self.connections,
+            header_timeout_s=self.settings.edge_header_timeout_s,
+        )
         sockets = tornado.netutil.bind_sockets(
             self.settings.edge_port if port is None else port, address=""
         )
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
-        log.info("edge %s listening on port %d", self.settings.pod_name, self.port)
+        log.info("edge %s listening on port %d (at most %d connections, %d per address)",
+                 self.settings.pod_name, self.port, self.connections.total,
+                 self.connections.per_address)
         return self.port
 
     @property
@@ -154,6 +171,7 @@ class Edge:
         # register before the write: a fast result must find its socket
         self.waiting[job_id][sock] = req.ref
         sock.jobs.add(job_id)
+        sock.starting -= 1  # now counted in sock.jobs
         held = self.unaccepted[(job_id, sock)] = []
         self.pending_submits += 1
         try:
@@ -167,13 +185,21 @@ class Edge:
             self.pending_submits -= 1
             del self.unaccepted[(job_id, sock)]
         JOBS_SUBMITTED.inc()
+        self.attached.attach(job_id)  # the submit routes results here, as an attach would
         log.debug("job %s submitted: %s", job_ref(job_id), url_ref(req.url))
         sock.send(accepted_frame(job_id, req.ref))
         for frame in held:  # a result that arrived before the acknowledgement
             sock.send(frame)
 
     async def resume(self, sock: JobSocket, req: ResumeRequest) -> None:
+        """Record ``ClientAttached`` once per job and pod within the attach window; a repeated
+        resume is answered from the window's last answer (or waits for the one under way)."""
         self.waiting[req.job_id][sock] = req.ref
+        if not self.attached.attach(req.job_id):
+            answer = self.attached.answer(req.job_id)
+            if answer is not None:
+                self._replay(answer)
+            return  # else: the result is already routed to this pod
         event = L.ClientAttached(
             job_id=req.job_id,
             event_id=L.new_event_id(),
@@ -185,14 +211,25 @@ class Edge:
         try:
             await self.kafka.append(event)
         except BrokerError as exc:
+            self.attached.forget(req.job_id)
             self._forget(req.job_id, sock)
             log.error("resume of %s failed: %s", job_ref(req.job_id), exc)
             sock.send(error_frame("resume_failed", "the resume could not be recorded; retry", req.ref))
         finally:
             self.pending_submits -= 1
 
+    def _replay(self, state: L.JobState) -> None:
+        """Answer waiting sockets with a state this pod was sent before (a repeated resume)."""
+        r = state.result
+        if r is not None and r.body is None and r.body_partition is not None:
+            self.kafka.replay(state)  # the body is read by reference, as for a notice
+        else:
+            body = r.body if r is not None else None
+            asyncio.get_running_loop().call_soon(self._on_deliveries, [(state, body)])
+
     def _on_deliveries(self, deliveries: list[Delivery]) -> None:
         for state, html in deliveries:
+            self.attached.answered(state)
             socks = self.waiting.pop(state.job_id, None)
             if not socks:
                 continue  # the client left; it will resume, possibly elsewhere
@@ -208,7 +245,7 @@ class Edge:
                 else:
                     sock.send(frame)
                 RESULTS_SENT.inc()
-            if state.status != "unknown":
+            if state.status != "unknown" and self.attached.delivered(state.job_id):
                 self.kafka.append_nowait(
                     L.ResultDelivered(
                         job_id=state.job_id,
@@ -231,6 +268,20 @@ class Edge:
         self.sockets.discard(sock)
         for job_id in list(job_ids):
             self._forget(job_id, sock)
+
+
+def _fit_connections(settings: Settings, fd_limit: int | None) -> int:
+    """``EDGE_MAX_CONNECTIONS``, lowered (with a warning) to what the descriptor limit allows:
+    a cap above it would let ``accept()`` fail instead of answering 503."""
+    cap = settings.edge_max_connections
+    if fd_limit is None:
+        return cap
+    room = fd_limit - FD_HEADROOM - settings.edge_reserved_connections - MOST_LINGERING
+    if cap > room:
+        log.warning("EDGE_MAX_CONNECTIONS=%d does not fit the descriptor limit %d; using %d",
+                    cap, fd_limit, max(1, room))
+        return max(1, room)
+    return cap
 
 
 class _Utf8Protocol(tornado.websocket.WebSocketProtocol13):
@@ -262,7 +313,22 @@ class JobSocket(tornado.websocket.WebSocketHandler):
     def initialize(self, edge: Edge) -> None:
         self.edge = edge
         self.jobs: set[str] = set()
+        self.starting = 0
+        """Submits handed to a task that has not registered its job yet (counted in flight)."""
         self._tasks: set[asyncio.Task[None]] = set()
+        settings = edge.settings
+        self.resumes = TokenBucket(settings.edge_resumes_per_s, settings.edge_resume_burst)
+        self.queued = SendBudget(settings.edge_max_queued_bytes)
+
+    def prepare(self) -> None:
+        """A connection let in on the probe reserve (over ``EDGE_MAX_CONNECTIONS``) gets the 503
+        the cap promises before any upgrade: the reserve is for health probes."""
+        assert self.edge._server is not None
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None and stream in self.edge._server.reserve_streams:
+            self.set_status(503)
+            self.set_header("Retry-After", "1")
+            self.finish("too many connections; retry\n")
 
     def check_origin(self, origin: str) -> bool:
         """Cross-site WebSocket hijacking: any page a user visits could otherwise drive the edge
@@ -293,7 +359,22 @@ class JobSocket(tornado.websocket.WebSocketHandler):
         if self.edge.draining:
             self.send(error_frame("draining", "this edge is shutting down; reconnect", req.ref))
             return
+        if isinstance(req, ResumeRequest) and (wait := self.resumes.take()):
+            self.send(error_frame(
+                "rate_limited", "too many resumes on this connection; retry later", req.ref,
+                retry_after=wait,
+            ))
+            return
+        most = self.edge.settings.edge_max_jobs_per_connection
+        again = isinstance(req, ResumeRequest) and req.job_id in self.jobs
+        if len(self.jobs) + self.starting >= most and not again:
+            self.send(error_frame(
+                "too_many_jobs", f"at most {most} jobs in flight per connection; wait for a result",
+                req.ref,
+            ))
+            return
         if isinstance(req, JobRequest):
+            self.starting += 1
             task = asyncio.ensure_future(self.edge.submit(self, req))
         else:
             self.jobs.add(req.job_id)
@@ -309,8 +390,16 @@ class JobSocket(tornado.websocket.WebSocketHandler):
     def send(self, frame: bytes) -> None:
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
+        size = len(frame)
+        if not self.queued.take(size):
+            # the reader does not keep up: drop it rather than hold its results (it resumes)
+            log.warning("closing a slow reader: %d bytes queued", self.queued.queued)
+            self.close(1013, "reader too slow; reconnect and resume")
+            return
         # text frames: the protocol is JSON text
-        self.write_message(frame.decode()).add_done_callback(_ignore_closed)
+        written = self.write_message(frame.decode())
+        written.add_done_callback(lambda _: self.queued.done(size))
+        written.add_done_callback(_ignore_closed)
 
     def on_close(self) -> None:
         if self in self.edge.sockets:
@@ -374,7 +463,8 @@ async def serve(settings: Settings, port: int | None = None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    edge = Edge(settings, Vault.from_settings(settings))  # a bad key stops the edge here, not per job
+    # a bad key stops the edge here, not per job
+    edge = Edge(settings, Vault.from_settings(settings), fd_limit=raise_fd_limit())
     bound = edge.listen(port)
     admin = await loop.run_in_executor(
         None, lambda: wait_for_broker(settings, should_stop=stop.is_set)
