@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -111,6 +111,7 @@ class Client:
         self._by_job: dict[str, _Pending] = {}
         self._unclaimed: dict[str, _Pending] = {}  # submit()ted jobs whose result came first
         self._reader: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._connected = asyncio.Event()
         self._failed: ScrapeledgerError | None = None
@@ -313,11 +314,27 @@ class Client:
         for pending in list(self._by_job.values()):
             if not pending.result.done():
                 self.resumes += 1
-                ref = f"r{next(self._refs)}"  # an error frame for this resume fails the job's wait
-                self._resumes[ref] = pending
-                await self._write({"event": "resume", "job_id": pending.job_id, "ref": ref})
+                await self._resume_again(pending)
         for pending in list(self._by_ref.values()):
             await self._write(pending.frame)
+
+    async def _resume_again(self, pending: _Pending) -> None:
+        """Resume a pending job under a new ref: an error frame for it fails the job's wait, and
+        a ``rate_limited`` one (the edge limits resumes per connection; a reconnect resumes
+        every job at once) sends it again after ``retry_after``."""
+        if pending.result.done() or pending.job_id is None:
+            return
+        ref = f"r{next(self._refs)}"
+        self._resumes[ref] = pending
+        await self._write({"event": "resume", "job_id": pending.job_id, "ref": ref})
+
+    def _later(self, delay: float, coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        def start() -> None:
+            task = asyncio.ensure_future(coro())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        asyncio.get_running_loop().call_later(delay, start)
 
     def _drop_resumes(self, pending: _Pending) -> None:
         for ref in [r for r, p in self._resumes.items() if p is pending]:
@@ -347,6 +364,10 @@ class Client:
                 pending.result.set_result(frame)
         elif event == "error":
             ref = str(frame.get("ref"))
+            if frame.get("code") == "rate_limited" and ref in self._resumes:
+                again = self._resumes.pop(ref)
+                self._later(float(frame.get("retry_after") or 1.0), lambda: self._resume_again(again))
+                return
             pending = self._by_ref.pop(ref, None) or self._resumes.pop(ref, None)
             err = ClientError(frame.get("code", "error"), frame.get("message", ""))
             if pending is not None:

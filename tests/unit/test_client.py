@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
@@ -162,3 +163,35 @@ def test_the_first_connect_has_its_own_short_budget() -> None:
     with pytest.raises(EdgeUnreachableError, match="Connection refused"):
         asyncio.run(go())
     assert time.monotonic() - started < 10  # max_reconnect_s (120 s) is for reconnects only
+
+
+class RateLimitsOnce(WebSocketHandler):
+    """Answers a connection's first resume with ``rate_limited``, the next one with a result."""
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.refused = False
+
+    def on_message(self, message: str | bytes) -> None:
+        frame = orjson.loads(message)
+        if not self.refused:
+            self.refused = True
+            self.write_message(orjson.dumps({
+                "event": "error", "code": "rate_limited", "message": "slow down",
+                "ref": frame.get("ref"), "retry_after": 0.05,
+            }).decode())
+        else:
+            self.write_message(orjson.dumps(
+                {"event": "result", "job_id": frame["job_id"], "status": "succeeded"}).decode())
+
+
+def test_a_rate_limited_resume_is_sent_again_after_retry_after() -> None:
+    async def go() -> dict[str, object]:
+        server, url = await serve(RateLimitsOnce)
+        try:
+            async with Client(url, connect_timeout=5) as client:
+                return await asyncio.wait_for(client.resume("job-1"), 10)
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    assert asyncio.run(go())["status"] == "succeeded"
