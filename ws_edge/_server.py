@@ -46,6 +46,11 @@ HARD_FRAME_LIMIT = 1024 * 1024
 """Tornado closes the socket above this; below it, our own limit answers with an error frame."""
 FD_HEADROOM = 256
 """Descriptors kept for everything but client connections (Kafka clients, logs, threads)."""
+LISTEN_BACKLOG = 4096
+"""Tornado's default (128) overflowed under a burst of connections: dropped SYNs, retried by
+clients after 1 s, then 2 s, made ``/healthz`` take seconds in the flood bench. The kernel
+caps it at ``net.core.somaxconn``."""
+"""Descriptors kept for everything but client connections (Kafka clients, logs, threads)."""
 
 
 class Edge:
@@ -115,7 +120,7 @@ class Edge:
             header_timeout_s=self.settings.edge_header_timeout_s,
         )
         sockets = tornado.netutil.bind_sockets(
-            self.settings.edge_port if port is None else port, address=""
+            self.settings.edge_port if port is None else port, address="", backlog=LISTEN_BACKLOG
         )
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
