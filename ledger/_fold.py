@@ -261,7 +261,9 @@ def deliveries_due(before: JobState | None, after: JobState, event: Event) -> tu
 
     When the job turns terminal, every pod holding a client gets it; when a client attaches to
     a job that is already terminal, that pod gets it. Together these cover both orders of
-    "attach" and "finish", so no interleaving loses a result.
+    "attach" and "finish", so no interleaving loses a result. When a finished job expires, its
+    pods are told too: an edge answers repeated resumes from the last answer it was routed
+    (``EDGE_ATTACH_WINDOW_S``), which must not outlive the result.
     """
     if after is before or not after.terminal:
         return ()
@@ -270,4 +272,6 @@ def deliveries_due(before: JobState | None, after: JobState, event: Event) -> tu
         return after.pods
     if isinstance(event, ClientAttached):
         return (event.pod,)
+    if isinstance(event, JobExpired) and before is not None and before.status != "expired":
+        return after.pods
     return ()

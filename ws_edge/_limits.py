@@ -186,11 +186,14 @@ class AttachWindow:
         entry = self._jobs.get(job_id)
         return None if entry is None else entry.state
 
-    def answered(self, state: L.JobState) -> None:
-        """Keep an answer routed to this pod (the latest wins)."""
+    def answered(self, state: L.JobState, *, new: bool = True) -> None:
+        """Keep an answer routed to this pod (the latest wins); ``new=False`` only updates a
+        job already remembered (an expiry notice for a job this pod has forgotten is dropped)."""
         self._expire()
         entry = self._jobs.get(state.job_id)
         if entry is None:
+            if not new:
+                return
             entry = self._jobs[state.job_id] = _Attached(self._clock() + self.window)
             self._expire()  # may drop the oldest to stay within ``most``
         entry.state = state

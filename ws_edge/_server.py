@@ -234,7 +234,7 @@ class Edge:
 
     def _on_deliveries(self, deliveries: list[Delivery]) -> None:
         for state, html in deliveries:
-            self.attached.answered(state)
+            self.attached.answered(state, new=state.status != "expired")
             socks = self.waiting.pop(state.job_id, None)
             if not socks:
                 continue  # the client left; it will resume, possibly elsewhere

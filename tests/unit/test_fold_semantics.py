@@ -79,6 +79,16 @@ def test_deliveries_reach_every_attached_pod_in_either_order() -> None:
     assert L.deliveries_due(attached, L.fold(attached, attach), attach) == ()
 
 
+def test_an_expiry_is_delivered_to_the_pods_that_may_remember_the_result() -> None:
+    attach = ev(L.ClientAttached, "att", pod="edge-1", source="edge-1")
+    done = run(SUBMITTED, VALIDATED, success(1), attach)
+    expiry = ev(L.JobExpired, "exp")
+    expired = L.fold(done, expiry)
+    assert L.deliveries_due(done, expired, expiry) == ("edge-0", "edge-1")
+    again = ev(L.JobExpired, "exp2")
+    assert L.deliveries_due(expired, L.fold(expired, again), again) == ()
+
+
 def test_rejected_is_terminal() -> None:
     rejected = ev(L.JobRejected, f"{JOB}/validated", code="invalid_url", message="ftp")
     state = run(SUBMITTED, rejected, success(1))
