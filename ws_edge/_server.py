@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 from typing import Any
 
-import tornado.httpserver
+import tornado.httputil
 import tornado.netutil
 import tornado.web
 import tornado.websocket
@@ -128,6 +128,12 @@ class Edge:
                  self.settings.pod_name, self.port, self.connections.total,
                  self.connections.per_address)
         return self.port
+
+    def on_reserve(self, request: tornado.httputil.HTTPServerRequest) -> bool:
+        """Whether the request came on a connection over ``EDGE_MAX_CONNECTIONS`` (the probe
+        reserve): handlers other than health probes answer it 503, as the cap promises."""
+        stream = getattr(request.connection, "stream", None)
+        return self._server is not None and stream is not None and stream in self._server.reserve_streams
 
     @property
     def ready(self) -> bool:
@@ -328,9 +334,7 @@ class JobSocket(tornado.websocket.WebSocketHandler):
     def prepare(self) -> None:
         """A connection let in on the probe reserve (over ``EDGE_MAX_CONNECTIONS``) gets the 503
         the cap promises before any upgrade: the reserve is for health probes."""
-        assert self.edge._server is not None
-        stream = getattr(self.request.connection, "stream", None)
-        if stream is not None and stream in self.edge._server.reserve_streams:
+        if self.edge.on_reserve(self.request):
             self.set_status(503)
             self.set_header("Retry-After", "1")
             self.finish("too many connections; retry\n")
