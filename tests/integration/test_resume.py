@@ -19,7 +19,7 @@ def test_resume_on_the_same_pod_after_a_disconnect(stack: Stack, pages: str) -> 
         ws = await Raw.connect(url)
         await ws.send({"event": "job", "message": f"{pages}/slow?ms=1500"})
         job_id = str((await ws.recv())["job_id"])
-        await ws.close()  # gone before the result exists: the attach lands before the finish
+        await ws.close()  # gone before the result exists
         ws = await Raw.connect(url)
         await ws.send({"event": "resume", "job_id": job_id})
         result = await ws.recv()
@@ -31,7 +31,9 @@ def test_resume_on_the_same_pod_after_a_disconnect(stack: Stack, pages: str) -> 
     assert result["job_id"] == job_id
     assert result["status"] == "succeeded"
     types = [e.TYPE for e in history(stack.settings, job_id)]
-    assert types.index("ClientAttached") < types.index("ScrapeSucceeded")
+    # the submitting pod is routed the result anyway: a resume there records no attach (the
+    # attach window, docs/architecture.md "Limits"); another pod's resume does (tests below)
+    assert "ClientAttached" not in types
 
 
 def test_resume_on_another_pod_after_the_first_pod_is_killed(stack: Stack, pages: str) -> None:
