@@ -38,6 +38,7 @@ import time
 import uuid
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import orjson
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -89,8 +90,21 @@ async def healthz(base: str, source: str) -> float:
         client.close()
 
 
+async def start_probe(url: str, every: float) -> asyncio.subprocess.Process:
+    """The probe (``/healthz``, new WebSocket clients) in a process of its own: the driver's
+    loop is busy with its own thousands of sockets, and its lag is not the edge's."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--probe", url, "--probe-every", str(every),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+
+async def stop_probe(probe: asyncio.subprocess.Process) -> dict[str, Any]:
+    out, _ = await asyncio.wait_for(probe.communicate(b"stop\n"), 60)  # stdin closes: it ends
+    result: dict[str, Any] = orjson.loads(out.strip().splitlines()[-1])
+    return result
+
+
 async def idle_phase(url: str, pid: int, args: argparse.Namespace) -> dict[str, float]:
-    base = url.replace("ws://", "http://").rstrip("/")
     before = rss_mib(pid)
     conns: list[WebSocketClientConnection] = []
     sem = asyncio.Semaphore(200)
@@ -106,13 +120,16 @@ async def idle_phase(url: str, pid: int, args: argparse.Namespace) -> dict[str, 
     opened = time.perf_counter() - start
     await asyncio.sleep(args.settle)  # let the edge's allocator settle before the sample
     after = rss_mib(pid)
-    lat = [await healthz(base, "127.0.0.1") for _ in range(50)]
+    probe = await start_probe(url, args.probe_every)
+    await asyncio.sleep(args.idle_probe_s)  # the probe's duration, not a readiness wait
+    lat = (await stop_probe(probe))["lat"]
     held = fds(pid)
     for c in conns:
         c.close()
     await asyncio.sleep(2)  # close handshakes (not a readiness wait: nothing to poll for)
     return {"before": before, "after": after, "opened_s": opened, "fds": held,
-            "p50": pct(lat, 50), "p99": pct(lat, 99), "closed": rss_mib(pid)}
+            "p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat, default=float("nan")),
+            "n": len(lat), "closed": rss_mib(pid)}
 
 
 async def flood_phase(url: str, stack: Stack, pid: int, args: argparse.Namespace) -> dict[str, object]:
@@ -148,9 +165,7 @@ async def flood_phase(url: str, stack: Stack, pid: int, args: argparse.Namespace
     rss_before, cpu_before = rss_mib(pid), cpu_s(pid)
     peak_rss, peak_fds = rss_before, fds(pid)
     # the probe runs in a process of its own: this one's loop is busy opening the flood
-    probe = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--probe", url, "--probe-every", str(args.probe_every),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    probe = await start_probe(url, args.probe_every)
     start = time.perf_counter()
     flood = asyncio.ensure_future(asyncio.gather(*(flooder(i) for i in range(args.flood))))
     while not flood.done():
@@ -158,8 +173,7 @@ async def flood_phase(url: str, stack: Stack, pid: int, args: argparse.Namespace
         peak_rss, peak_fds = max(peak_rss, rss_mib(pid)), max(peak_fds, fds(pid))
     flood.result()
     seconds = time.perf_counter() - start
-    out, _ = await asyncio.wait_for(probe.communicate(b"stop\n"), 60)  # stdin closes: it ends
-    result = orjson.loads(out.strip().splitlines()[-1])
+    result = await stop_probe(probe)
     probe_lat, probe_fail, ws_tries = result["lat"], result["fail"], result["ws"]
     return {
         "seconds": seconds, "outcomes": outcomes, "probe": probe_lat, "probe_fail": probe_fail,
@@ -221,6 +235,8 @@ def main() -> None:
     ap.add_argument("--header-timeout", type=float, default=10.0, help="EDGE_HEADER_TIMEOUT_S")
     ap.add_argument("--probe-every", type=float, default=0.1)
     ap.add_argument("--settle", type=float, default=2.0)
+    ap.add_argument("--idle-probe-s", type=float, default=20.0,
+                    help="how long /healthz is probed with the idle connections open")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -252,8 +268,8 @@ def report(idle: dict[str, float], flood: dict[str, object], args: argparse.Name
     per = (idle["after"] - idle["before"]) * MiB / args.idle
     print(f"\nidle: {args.idle:,} WebSocket connections opened in {idle['opened_s']:.1f} s; edge RSS "
           f"{idle['before']:.1f} -> {idle['after']:.1f} MiB ({per / 1024:.1f} KiB per connection), "
-          f"{idle['fds']:.0f} fds; after closing {idle['closed']:.1f} MiB; /healthz p50 "
-          f"{idle['p50'] * 1000:.1f} ms p99 {idle['p99'] * 1000:.1f} ms")
+          f"{idle['fds']:.0f} fds; after closing {idle['closed']:.1f} MiB; /healthz ({idle['n']:.0f}) "
+          f"p50 {idle['p50'] * 1000:.1f} ms p99 {idle['p99'] * 1000:.1f} ms max {idle['max'] * 1000:.1f} ms")
     probe = flood["probe"]
     assert isinstance(probe, list)
     print(f"flood: {args.flood:,} half-sent requests from {args.flood_addresses} addresses, "
