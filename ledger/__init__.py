@@ -2,7 +2,9 @@
 
 from ._codec import UPCASTERS, decode_event, encode_event, event_to_dict, may_be
 from ._events import (
+    DEFAULT_FORMATS,
     EVENT_TYPES,
+    FORMATS,
     OUTCOMES,
     REDRIVABLE,
     SCRAPE_TRIGGERS,
@@ -12,6 +14,7 @@ from ._events import (
     ClientAttached,
     Event,
     FetchSpec,
+    Format,
     JobDeadLettered,
     JobExpired,
     JobFailed,
@@ -33,9 +36,14 @@ from ._events import (
 )
 from ._fold import JobError, JobResult, JobState, deliveries_due, fold, fold_all
 from ._ids import is_valid_job_id
+from ._outputs import EMPTY as EMPTY_OUTPUTS
+from ._outputs import decode_outputs, encode_outputs
 
 __all__ = [
+    "DEFAULT_FORMATS",
+    "EMPTY_OUTPUTS",
     "EVENT_TYPES",
+    "FORMATS",
     "OUTCOMES",
     "REDRIVABLE",
     "SCRAPE_TRIGGERS",
@@ -46,6 +54,7 @@ __all__ = [
     "ClientAttached",
     "Event",
     "FetchSpec",
+    "Format",
     "JobDeadLettered",
     "JobError",
     "JobExpired",
@@ -62,8 +71,10 @@ __all__ = [
     "ScrapeSucceeded",
     "Status",
     "decode_event",
+    "decode_outputs",
     "deliveries_due",
     "encode_event",
+    "encode_outputs",
     "event_to_dict",
     "fold",
     "fold_all",

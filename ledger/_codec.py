@@ -43,7 +43,9 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
 """``(type, old_version) -> function`` turning an old payload into the next version's payload.
 
 A schema change adds its upcaster here and bumps the class's ``VERSION``, so old records in the
-ledger stay readable forever.
+ledger stay readable forever. A purely additive field with a default (marked ``ADDED`` in ``_events.py``, like ``formats``)
+needs neither: old records decode to the default, and the encoder omits the field while it holds
+it, so old readers still read events that do not use it.
 """
 
 
@@ -122,6 +124,9 @@ def decode_event(data: bytes | bytearray | memoryview | str | dict[str, Any] | N
             raise MalformedEventError(f"{type_name}: missing field {name!r}")
     if not kwargs["job_id"] or not kwargs["event_id"]:
         raise MalformedEventError(f"{type_name}: empty job_id or event_id")
+    for name in _tuples(cls):
+        if name in kwargs:
+            kwargs[name] = tuple(kwargs[name])
     return cls(**kwargs)
 
 
@@ -129,6 +134,7 @@ def decode_event(data: bytes | bytearray | memoryview | str | dict[str, Any] | N
 
 _CHECKER_CACHE: dict[type[Event], dict[str, Callable[[Any], bool]]] = {}
 _REQUIRED_CACHE: dict[type[Event], frozenset[str]] = {}
+_TUPLE_CACHE: dict[type[Event], frozenset[str]] = {}
 
 
 def _check_for(tp: Any) -> Callable[[Any], bool]:
@@ -146,6 +152,12 @@ def _check_for(tp: Any) -> Callable[[Any], bool]:
         return lambda v: type(v) in (int, float)
     if tp is str:
         return lambda v: type(v) is str
+    if origin is tuple:
+        item_t, ellipsis = typing.get_args(tp)
+        assert ellipsis is Ellipsis, f"only variable-length tuples are supported, not {tp!r}"
+        ic = _check_for(item_t)
+        # JSON has arrays, not tuples: a list passes here and becomes a tuple in decode_event
+        return lambda v: isinstance(v, list | tuple) and all(ic(x) for x in v)
     if origin is dict:
         key_t, val_t = typing.get_args(tp)
         kc, vc = _check_for(key_t), _check_for(val_t)
@@ -166,6 +178,9 @@ def _checkers(cls: type[Event]) -> dict[str, Callable[[Any], bool]]:
             for f in dataclasses.fields(cls)
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         )
+        _TUPLE_CACHE[cls] = frozenset(
+            f.name for f in dataclasses.fields(cls) if typing.get_origin(hints[f.name]) is tuple
+        )
     return found
 
 
@@ -176,6 +191,11 @@ def _payload_checkers(cls: type[Event]) -> dict[str, Callable[[Any], bool]]:
 def _required(cls: type[Event]) -> frozenset[str]:
     _checkers(cls)
     return _REQUIRED_CACHE[cls]
+
+
+def _tuples(cls: type[Event]) -> frozenset[str]:
+    _checkers(cls)
+    return _TUPLE_CACHE[cls]
 
 
 _TYPE_MARK = b'"type":"'

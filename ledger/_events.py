@@ -22,6 +22,23 @@ from typing import Any, ClassVar, Literal
 ErrorCode = str
 """A short machine-readable reason (``invalid_url``, ``timeout``, ``http_404``, ...)."""
 
+Format = Literal["html", "markdown", "text", "links", "metadata"]
+"""One output a job may ask for; the result carries a field of the same name for each."""
+
+FORMATS: tuple[Format, ...] = ("html", "markdown", "text", "links", "metadata")
+"""Every output format, in the canonical order jobs carry them in."""
+
+DEFAULT_FORMATS: tuple[str, ...] = ("html",)
+"""What a job that names no formats gets: the page as text, as before formats existed."""
+
+ADDED: dict[str, bool] = {"added": True}
+"""Field metadata for a field added to an existing event version (with a default).
+
+The encoder leaves such a field out while it holds its default, so an event that does not use
+the new field is byte for byte what the code before it wrote, and processors not yet upgraded
+(whose decoder refuses unknown fields) still read it during a rolling deploy. Old records,
+which lack the field, decode to the default."""
+
 
 def new_job_id() -> str:
     """A URL-safe, unguessable job id: 128 random bits (22 characters, base64url)."""
@@ -73,6 +90,8 @@ class FetchSpec(Event):
     timeout_s: float | None = None
     proxy: str | None = None
     sealed: str | None = None
+    formats: tuple[str, ...] = field(default=DEFAULT_FORMATS, metadata=ADDED)
+    """Output formats asked for (validated and put in canonical order by the validator)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,7 +175,10 @@ class ScrapeSucceeded(Event):
     """Attempt ``attempt`` fetched the page. Terminal.
 
     The body lives in the bodies topic at (``body_partition``, ``body_offset``), or inline in
-    ``body`` when small enough; ``truncated`` marks a body cut at the size limit.
+    ``body`` when small enough; ``truncated`` marks a body cut at the size limit. ``formats``
+    says what that stored body is: for the default (``html`` alone) the page text itself, as
+    before formats existed; otherwise the outputs document of :mod:`ledger._outputs` (one JSON
+    object with a field per format), computed once by the scraper.
     """
 
     TYPE: ClassVar[str] = "ScrapeSucceeded"
@@ -170,6 +192,7 @@ class ScrapeSucceeded(Event):
     body_partition: int | None = None
     body_offset: int | None = None
     body: str | None = None
+    formats: tuple[str, ...] = field(default=DEFAULT_FORMATS, metadata=ADDED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,8 +309,16 @@ OUTCOMES: tuple[type[Event], ...] = (ScrapeSucceeded, JobFailed, AttemptFailed, 
 
 
 def payload_of(event: Event) -> dict[str, Any]:
-    """The event's own fields, without the envelope."""
-    return {f.name: getattr(event, f.name) for f in fields(event) if f.name not in _ENVELOPE}
+    """The event's own fields, without the envelope (an :data:`ADDED` field only when it is set)."""
+    out: dict[str, Any] = {}
+    for f in fields(event):
+        if f.name in _ENVELOPE:
+            continue
+        value = getattr(event, f.name)
+        if f.metadata.get("added") and value == f.default:
+            continue
+        out[f.name] = value
+    return out
 
 
 _ENVELOPE = frozenset({"job_id", "event_id", "at", "source", "attempt"})

@@ -24,6 +24,7 @@ import orjson
 from scrapeledger.errors import InvalidTransitionError, MalformedEventError
 
 from ._events import (
+    DEFAULT_FORMATS,
     REDRIVABLE,
     TERMINAL,
     AttemptFailed,
@@ -64,6 +65,8 @@ class JobResult:
     body_partition: int | None
     body_offset: int | None
     body: str | None
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    """What the stored body holds (see ``ScrapeSucceeded``); absent from old state records."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +80,7 @@ class JobState:
     timeout_s: float | None = None
     proxy: str | None = None
     sealed: str | None = None
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     origin_pod: str = ""
     submitted_at: float | None = None
     updated_at: float | None = None
@@ -101,11 +105,15 @@ class JobState:
         # by hand: dataclasses.asdict deep-copies recursively and was the materializer's
         # single largest cost per event
         data = {name: getattr(self, name) for name in _STATE_FIELDS}
+        if self.formats == DEFAULT_FORMATS:
+            del data["formats"]  # as before formats existed: readers not yet upgraded read it
         if self.error is not None:
             data["error"] = {"code": self.error.code, "message": self.error.message}
         if self.result is not None:
             r = self.result
-            data["result"] = {name: getattr(r, name) for name in _RESULT_FIELDS}
+            data["result"] = result = {name: getattr(r, name) for name in _RESULT_FIELDS}
+            if r.formats == DEFAULT_FORMATS:
+                del result["formats"]
         data["v"] = STATE_VERSION
         return data
 
@@ -120,7 +128,11 @@ class JobState:
             err = data.get("error")
             res = data.get("result")
             data["error"] = JobError(**err) if err else None
+            if res and "formats" in res:
+                res = {**res, "formats": tuple(res["formats"])}
             data["result"] = JobResult(**res) if res else None
+            if "formats" in data:
+                data["formats"] = tuple(data["formats"])
             data["pods"] = tuple(data.get("pods", ()))
             data["delivered_to"] = tuple(data.get("delivered_to", ()))
             data["seen"] = tuple(data.get("seen", ()))
@@ -183,6 +195,7 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
                 "timeout_s": event.timeout_s,
                 "proxy": event.proxy,
                 "sealed": event.sealed,
+                "formats": event.formats,
                 "origin_pod": event.source,
                 "submitted_at": event.at,
                 "pods": (event.source, *(p for p in state.pods if p != event.source)),
@@ -213,7 +226,7 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
     match event:
         case JobValidated():
             if state.status in ("unknown", "submitted"):
-                return {"status": "validated", "url": event.url}
+                return {"status": "validated", "url": event.url, "formats": event.formats}
             return {}
         case JobRejected(code=code, message=message):
             return _finish(event, "rejected", error=JobError(code=code, message=message))
@@ -232,6 +245,7 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
                 body_partition=event.body_partition,
                 body_offset=event.body_offset,
                 body=event.body,
+                formats=event.formats,
             )
             return _finish(event, "succeeded", attempts=attempts, result=result, error=None)
         case JobFailed(code=code, message=message):

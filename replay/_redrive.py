@@ -70,6 +70,7 @@ def redrive_events(
                 timeout_s=s.timeout_s,
                 proxy=request.proxy,
                 sealed=request.sealed,
+                formats=s.formats,
                 reason=reason,
             )
         )

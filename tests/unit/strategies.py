@@ -13,6 +13,7 @@ _at = st.floats(min_value=0, max_value=2e9, allow_nan=False)
 _attempt = st.integers(min_value=0, max_value=5)
 _headers = st.dictionaries(_text, _text, max_size=2)
 _code = st.sampled_from(["timeout", "http_404", "connect_error", "invalid_url"])
+_formats = st.lists(st.sampled_from([*L.FORMATS, "bogus"]), max_size=3).map(tuple) | st.just(("html",))
 
 
 def _ev(cls: type[L.Event], **payload: st.SearchStrategy[object]) -> st.SearchStrategy[L.Event]:
@@ -34,21 +35,23 @@ def _ev(cls: type[L.Event], **payload: st.SearchStrategy[object]) -> st.SearchSt
 def events_of(job_id: str | None = None) -> st.SearchStrategy[L.Event]:
     """Any ledger event, optionally of one fixed job."""
     kinds = [
-        _ev(L.JobSubmitted, url=_text, headers=_headers, timeout_s=st.none() | _at, proxy=st.none() | _text),
-        _ev(L.JobValidated, url=_text, headers=_headers),
+        _ev(L.JobSubmitted, url=_text, headers=_headers, timeout_s=st.none() | _at, proxy=st.none() | _text,
+            formats=_formats),
+        _ev(L.JobValidated, url=_text, headers=_headers, formats=_formats),
         _ev(L.JobRejected, code=_code, message=_text),
         _ev(L.AttemptFailed, code=_code, message=_text, retryable=st.booleans(),
             http_status=st.none() | st.integers(100, 599)),
-        _ev(L.RetryScheduled, url=_text, not_before=_at, base=_attempt, timeout_s=st.none() | _at),
+        _ev(L.RetryScheduled, url=_text, not_before=_at, base=_attempt, timeout_s=st.none() | _at,
+            formats=_formats),
         _ev(L.ScrapeSucceeded, url=_text, final_url=_text, http_status=st.integers(100, 599),
             headers=_headers, elapsed_ms=_at, body_bytes=st.integers(0, 10**7),
             truncated=st.booleans(), body_partition=st.none() | st.integers(0, 5),
-            body_offset=st.none() | st.integers(0, 10**6), body=st.none() | _text),
+            body_offset=st.none() | st.integers(0, 10**6), body=st.none() | _text, formats=_formats),
         _ev(L.JobFailed, code=_code, message=_text, http_status=st.none() | st.integers(100, 599)),
         _ev(L.JobDeadLettered, code=_code, message=_text),
         _ev(L.ClientAttached, pod=_pods),
         _ev(L.ResultDelivered, pod=_pods),
-        _ev(L.JobRedriven, url=_text, base=_attempt, reason=_text),
+        _ev(L.JobRedriven, url=_text, base=_attempt, reason=_text, formats=_formats),
         _ev(L.JobExpired),
         _ev(L.AttemptStarted, solo=st.booleans()),
         _ev(L.ProcessingFailed, processor=st.sampled_from(["validator", "state"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import orjson
 import pytest
@@ -93,3 +94,51 @@ def test_the_type_prefilter_never_hides_an_event_of_a_wanted_type(event: L.Event
     # a non-canonical encoding (spaces) cannot be pre-filtered and must reach the full decode
     spaced = raw.replace(b'"type":"', b'"type": "')
     assert all(L.may_be(spaced, (cls,)) for cls in L.EVENT_TYPES.values())
+
+
+# Records as the code before output formats wrote them (no "formats" field), byte for byte.
+_OLD_SUBMITTED = (b'{"event_id":"j/submitted","job_id":"j","type":"JobSubmitted","v":1,"at":1.5,'
+                  b'"source":"edge-0","attempt":0,"payload":{"url":"https://a.example/","headers":{},'
+                  b'"timeout_s":null,"proxy":null}}')
+_OLD_SUCCEEDED = (b'{"event_id":"j/a1/outcome","job_id":"j","type":"ScrapeSucceeded","v":1,"at":2.0,'
+                  b'"source":"scraper-0","attempt":1,"payload":{"url":"https://a.example/",'
+                  b'"final_url":"https://a.example/","http_status":200,"headers":{},"elapsed_ms":3.0,'
+                  b'"body_bytes":9,"truncated":false,"body_partition":2,"body_offset":7,"body":null}}')
+
+
+def test_records_from_before_formats_decode_to_the_html_default() -> None:
+    submitted = L.decode_event(_OLD_SUBMITTED)
+    succeeded = L.decode_event(_OLD_SUCCEEDED)
+    assert isinstance(submitted, L.JobSubmitted) and submitted.formats == ("html",)
+    assert isinstance(succeeded, L.ScrapeSucceeded) and succeeded.formats == ("html",)
+
+
+def test_an_event_that_uses_no_formats_is_written_exactly_as_before() -> None:
+    # processors not yet upgraded refuse unknown fields: the default must not appear on the wire
+    assert L.encode_event(L.decode_event(_OLD_SUBMITTED)) == _OLD_SUBMITTED
+    assert L.encode_event(L.decode_event(_OLD_SUCCEEDED)) == _OLD_SUCCEEDED
+
+
+def test_formats_round_trip_as_a_tuple_and_must_be_strings() -> None:
+    event = dataclasses.replace(L.decode_event(_OLD_SUBMITTED), formats=("markdown", "links"))
+    wire = L.event_to_dict(event)
+    assert wire["payload"]["formats"] == ("markdown", "links")
+    assert L.decode_event(L.encode_event(event)) == event
+    wire["payload"]["formats"] = ["html", 3]
+    with pytest.raises(MalformedEventError):
+        L.decode_event(orjson.dumps(wire))
+    wire["payload"]["formats"] = "html"
+    with pytest.raises(MalformedEventError):
+        L.decode_event(orjson.dumps(wire))
+
+
+def test_job_state_records_from_before_formats_still_load() -> None:
+    old = {"job_id": "j", "status": "succeeded", "url": "u", "result": {
+        "final_url": "u", "http_status": 200, "headers": {}, "elapsed_ms": 1.0, "body_bytes": 1,
+        "truncated": False, "body_partition": 0, "body_offset": 1, "body": None}, "v": 1}
+    state = L.JobState.from_json(orjson.dumps(old))
+    assert state.formats == ("html",) and state.result is not None and state.result.formats == ("html",)
+    assert "formats" not in state.to_dict() and "formats" not in state.to_dict()["result"]
+    asked = dataclasses.replace(state, formats=("text",),
+                                result=dataclasses.replace(state.result, formats=("text",)))
+    assert L.JobState.from_json(asked.to_json()) == asked
