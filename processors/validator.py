@@ -82,6 +82,19 @@ def check_request(
     return url
 
 
+def check_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """The requested output formats, deduplicated in canonical order; unknown or none at all is
+    ``invalid_options`` (the scraper would otherwise have to guess what the client meant)."""
+    known = ", ".join(L.FORMATS)
+    if not formats:
+        raise Rejection("invalid_options", f"formats must name at least one of: {known}")
+    unknown = sorted({f for f in formats if f not in L.FORMATS})
+    if unknown:
+        names = ", ".join(repr(f[:40]) for f in unknown[:5])
+        raise Rejection("invalid_options", f"unknown format {names}: formats are any of {known}")
+    return tuple(f for f in L.FORMATS if f in formats)
+
+
 def trusted_proxies(settings: Settings) -> frozenset[str]:
     """The operator's proxies (``SCRAPER_PROXIES``) in normalized form."""
     return frozenset(str(parse_proxy(p)) for p in settings.scraper_proxies)
@@ -119,6 +132,7 @@ def validate_step(
             dataclasses.replace(event, headers=headers, proxy=proxy, sealed=None),
             allow_private=settings.scraper_allow_private, trusted_proxies=trusted,
         )
+        formats = check_formats(event.formats)
         request = vault.seal(event.job_id, headers, proxy)
     except Rejection as rej:
         log.info("job %s rejected: %s (%s)", job_ref(event.job_id), rej.code, rej.message)
@@ -127,7 +141,7 @@ def validate_step(
         log.debug("job %s validated", job_ref(event.job_id))
         out = L.JobValidated(
             **common, attempt=1, url=url, headers=request.headers, timeout_s=event.timeout_s,
-            proxy=request.proxy, sealed=request.sealed,
+            proxy=request.proxy, sealed=request.sealed, formats=formats,
         )
     return [Out(T.LEDGER, event.job_id, L.encode_event(out))]
 

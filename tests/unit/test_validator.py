@@ -49,3 +49,37 @@ def test_headers_http_cannot_carry_are_rejected_up_front(name: str, value: str) 
 )
 def test_ordinary_headers_pass(name: str, value: str) -> None:
     assert check_request(submitted(headers={name: value}), allow_private=False) == "https://example.org/"
+
+
+def _validate(**fields: object) -> L.Event:
+    from processors.validator import validate_step
+    from scrapeledger.settings import Settings
+
+    [out] = validate_step(L.encode_event(submitted(**fields)), Settings())
+    return L.decode_event(out.value)
+
+
+@pytest.mark.parametrize(
+    ("formats", "named"),
+    [(("html", "pdf"), "'pdf'"), (("Markdown",), "'Markdown'"),
+     (("screenshot", "json"), "'json', 'screenshot'")],
+)
+def test_an_unknown_format_is_rejected_with_the_names_and_the_choices(formats: tuple[str, ...],
+                                                                      named: str) -> None:
+    event = _validate(formats=formats)
+    assert isinstance(event, L.JobRejected) and event.code == "invalid_options"
+    assert named in event.message
+    assert "html, markdown, text, links, metadata" in event.message
+
+
+def test_no_formats_at_all_is_rejected() -> None:
+    event = _validate(formats=())
+    assert isinstance(event, L.JobRejected) and event.code == "invalid_options"
+    assert "at least one" in event.message
+
+
+def test_formats_are_deduplicated_into_canonical_order() -> None:
+    event = _validate(formats=("links", "markdown", "links", "html"))
+    assert isinstance(event, L.JobValidated)
+    assert event.formats == ("html", "markdown", "links")
+    assert isinstance(_validate(), L.JobValidated) and _validate().formats == ("html",)
