@@ -47,6 +47,7 @@ from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault
 
+from . import formats as F
 from ._app import Processor
 from ._crashes import CrashLog, Plan
 
@@ -90,6 +91,26 @@ def decode_text(body: bytes, headers: dict[str, str]) -> str:
         return body.decode("utf-8", "replace")
 
 
+def stored_body(
+    text: str, formats: tuple[str, ...], result: FetchOk, limit: int
+) -> tuple[bytes, bool]:
+    """The outputs document of a page (see ``ledger._outputs``) and whether it was cut to fit.
+
+    Runs in the scraper's converter threads, never on its event loop: markdown and text cost
+    milliseconds per page (bench/formats.py), and html-to-markdown releases the GIL while it
+    converts, so the loop's fetches go on meanwhile on the other core.
+    """
+    outputs = F.render(
+        text,
+        formats,
+        base_url=result.final_url,
+        content_type=result.headers.get("content-type", ""),
+        http_status=result.http_status,
+        content_language=result.headers.get("content-language", ""),
+    )
+    return L.encode_outputs(outputs, limit=limit)
+
+
 def outcome_events(
     trigger: L.FetchSpec,
     result: FetchOk | FetchError,
@@ -97,8 +118,12 @@ def outcome_events(
     settings: Settings,
     body_ref: tuple[int, int] | None,
     body_inline: str | None,
+    cut: bool = False,
 ) -> list[L.Event]:
-    """The events that record one attempt's result. Pure apart from reading the clock for ``at``."""
+    """The events that record one attempt's result. Pure apart from reading the clock for ``at``.
+
+    ``cut``: the stored outputs document had to be cut to fit the bodies topic (``truncated``).
+    """
     attempt = trigger.attempt
     base = trigger.base if isinstance(trigger, L.RetryScheduled | L.JobRedriven) else 0
     at = L.now()
@@ -119,10 +144,11 @@ def outcome_events(
                 headers=result.headers,
                 elapsed_ms=result.elapsed_ms,
                 body_bytes=len(result.body),
-                truncated=result.truncated,
+                truncated=result.truncated or cut,
                 body_partition=body_ref[0] if body_ref else None,
                 body_offset=body_ref[1] if body_ref else None,
                 body=body_inline,
+                formats=trigger.formats,
             )
         ]
     if not result.retryable:
@@ -164,6 +190,7 @@ def outcome_events(
             timeout_s=trigger.timeout_s,
             proxy=trigger.proxy,
             sealed=trigger.sealed,  # the retry carries the credentials on, still sealed
+            formats=trigger.formats,
             not_before=at + delay,
             base=base,
         ),
@@ -187,6 +214,11 @@ class FetchSink(BaseSink):
         self._thread: threading.Thread | None = None
         self._fetcher: Fetcher | None = None
         self._producer: AsyncProducer | None = None
+        # formats are CPU work (milliseconds per page for markdown): off the fetch loop, see
+        # _stored_body
+        self._converters = concurrent.futures.ThreadPoolExecutor(
+            settings.scraper_format_threads, thread_name_prefix="scraper-formats"
+        )
         self.in_flight = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -211,6 +243,7 @@ class FetchSink(BaseSink):
             loop.call_soon_threadsafe(loop.stop)
         if self._producer is not None:
             self._producer.close()
+        self._converters.shutdown(wait=True)
 
     # --- BaseSink ----------------------------------------------------------------------------
 
@@ -272,6 +305,12 @@ class FetchSink(BaseSink):
         if failures:
             # abort the checkpoint: offsets stay uncommitted, the attempts are replayed
             raise ScrapeledgerError(f"{failures} attempt(s) could not be recorded in Kafka")
+
+    @property
+    def _body_limit(self) -> int:
+        """The largest stored body: the bodies topic's record limit less half a MiB of headroom
+        for the record's own overhead (topics.py sizes it at max body + 1 MiB)."""
+        return self.settings.scraper_max_body_bytes + T.MiB // 2
 
     # --- one attempt -------------------------------------------------------------------------
 
@@ -343,17 +382,26 @@ class FetchSink(BaseSink):
         settings = self.settings
         body_ref: tuple[int, int] | None = None
         body_inline: str | None = None
+        cut = False
         if isinstance(result, FetchOk):
             text = decode_text(result.body, result.headers)
-            if len(result.body) <= settings.inline_body_bytes:
-                body_inline = text
+            if trigger.formats == L.DEFAULT_FORMATS:
+                stored, size = text, len(result.body)
+            else:
+                loop = asyncio.get_running_loop()
+                raw, cut = await loop.run_in_executor(
+                    self._converters, stored_body, text, trigger.formats, result, self._body_limit
+                )
+                stored, size = raw.decode(), len(raw)
+            if size <= settings.inline_body_bytes:
+                body_inline = stored
             else:
                 msg = await self._producer.produce(
-                    settings.topic(T.BODIES), trigger.job_id, text.encode()
+                    settings.topic(T.BODIES), trigger.job_id, stored.encode()
                 )
                 body_ref = (msg.partition(), msg.offset())
         events = outcome_events(
-            trigger, result, settings=settings, body_ref=body_ref, body_inline=body_inline
+            trigger, result, settings=settings, body_ref=body_ref, body_inline=body_inline, cut=cut
         )
         ledger_topic = settings.topic(T.LEDGER)
         for e in events:  # the DLQ copy first: a durable ledger outcome implies its copy exists

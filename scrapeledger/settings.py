@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     scraper_backoff_base_s: float = Field(0.5, ge=0, validation_alias=_env("SCRAPER_BACKOFF_BASE_S"))
     scraper_backoff_max_s: float = Field(30.0, ge=0, validation_alias=_env("SCRAPER_BACKOFF_MAX_S"))
 
+    scraper_format_threads: int = Field(
+        2, ge=1, validation_alias=_env("SCRAPER_FORMAT_THREADS"),
+        description="Threads that compute output formats (markdown, text, links, metadata) off "
+        "the scraper's fetch loop.",
+    )
+
     scraper_max_crashes: int = Field(
         2, ge=1, validation_alias=_env("SCRAPER_MAX_CRASHES"),
         description="How often an attempt running alone may die with the scraper process before "

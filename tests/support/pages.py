@@ -11,6 +11,10 @@ Routes (GET or HEAD; request bodies are read and ignored; an unknown path answer
 ``/page/<n>[?kb=K]``               200 ``text/html`` with ``<title>page n</title>`` and the text
                                    ``page n `` (trailing space), padded to exactly K KiB
                                    (default 2)
+``/article/<n>[?kb=K&charset=C]``  200 a realistic article page (``tests/support/articles.py``),
+                                   about K KiB (default 50), encoded in C (default utf-8)
+                                   and declared so in ``Content-Type`` and ``<meta>``
+``/json``                          200 ``application/json`` object with a URL in it
 ``/slow?ms=M``                     200 small page after M milliseconds (default 200)
 ``/status/<code>[?retry_after=V]`` that status with a small body; ``Retry-After: V`` when given
                                    (seconds or an HTTP-date, URL-encoded)
@@ -293,6 +297,15 @@ class PageServer:
 
         if name == "page" and arg:
             return response(200, page_html(arg, int(q("kb", "0")) or None))
+        if name == "article" and arg.isdigit():
+            from .articles import article_html
+
+            charset = q("charset", "utf-8")
+            body = article_html(int(arg), kb=int(q("kb", "50")), charset=charset).encode(charset)
+            return response(200, body, content_type=f"text/html; charset={charset}".encode())
+        if name == "json":
+            data = {"see": "/page/1", "title": "not html"}
+            return response(200, json.dumps(data).encode(), content_type=b"application/json")
         if name == "status" and arg.isdigit():
             code = int(arg)
             extra = (("Retry-After", q("retry_after", "")),) if "retry_after" in query else ()
