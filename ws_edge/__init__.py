@@ -3,7 +3,7 @@
 from ._client import Client, ClientError, ClientTimeoutError, EdgeUnreachableError
 from ._endpoint import edge_url
 from ._job import JobSpec
-from ._protocol import JobRequest, ResumeRequest, parse_frame, result_frame
+from ._protocol import JobRequest, ResumeRequest, parse_frame, result_fields, result_frame
 from ._server import Edge, serve
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "ResumeRequest",
     "edge_url",
     "parse_frame",
+    "result_fields",
     "result_frame",
     "serve",
 ]

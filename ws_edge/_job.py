@@ -21,10 +21,14 @@ class JobSpec:
     timeout_s: float | None = None
     """The fetch timeout for this job (the protocol's ``timeout_s``), not a client-side wait."""
     proxy: str | None = None
+    formats: tuple[str, ...] | None = None
+    """Output formats: any of ``html`` (the edge's default), ``markdown``, ``text``, ``links``,
+    ``metadata``; the result carries a field of each name (and ``html`` only if named)."""
 
     def message(self) -> str | dict[str, Any]:
         """The frame's ``message``: the bare URL (the original clients' form) when no option is
         set, so a plain job looks on the wire exactly as it always did; else the object form."""
-        options: dict[str, Any] = {"headers": self.headers, "timeout_s": self.timeout_s, "proxy": self.proxy}
+        options: dict[str, Any] = {"headers": self.headers, "timeout_s": self.timeout_s, "proxy": self.proxy,
+                                   "formats": list(self.formats) if self.formats is not None else None}
         options = {k: v for k, v in options.items() if v is not None and v != {}}
         return {"url": self.url, **options} if options else self.url

@@ -1,10 +1,11 @@
 """The WebSocket wire protocol: parsing client frames and building edge frames.
 
 Contract (ARCHITECTURE.md): client -> edge ``{"event":"job","message":"<url>"}`` (the original
-clients' form) or ``"message": {"url":..., "headers":{...}, "timeout_s":..., "proxy":...}`` with
-an optional ``"ref"`` echoed back, and ``{"event":"resume","job_id":"<id>"}``. Every problem with a
-frame becomes a :class:`ProtocolError` whose code and message go back to the client in an
-``error`` frame; the connection stays open.
+clients' form) or ``"message": {"url":..., "headers":{...}, "timeout_s":..., "proxy":...,
+"formats": [...]}`` with an optional ``"ref"`` echoed back, and
+``{"event":"resume","job_id":"<id>"}``. Every problem with a frame becomes a
+:class:`ProtocolError` whose code and message go back to the client in an ``error`` frame; the
+connection stays open.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ledger as L
 from scrapeledger.errors import ProtocolError
 
 MAX_URL_CHARS = 8192
+MAX_FORMATS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,7 @@ class JobRequest:
     timeout_s: float | None = None
     proxy: str | None = None
     ref: Any = None
+    formats: tuple[str, ...] = L.DEFAULT_FORMATS
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ def _job(message: Any, ref: Any) -> JobRequest:
         return JobRequest(url=_url(message), ref=ref)
     if not isinstance(message, dict):
         raise ProtocolError("bad_frame", "'message' must be a URL or an object with a 'url'")
-    unknown = set(message) - {"url", "headers", "timeout_s", "proxy"}
+    unknown = set(message) - {"url", "headers", "timeout_s", "proxy", "formats"}
     if unknown:
         raise ProtocolError("bad_frame", f"unknown 'message' fields: {', '.join(sorted(unknown))}")
     headers = message.get("headers") or {}
@@ -95,7 +98,22 @@ def _job(message: Any, ref: Any) -> JobRequest:
         timeout_s=float(timeout_s) if timeout_s is not None else None,
         proxy=proxy,
         ref=ref,
+        formats=_formats(message.get("formats")),
     )
+
+
+def _formats(value: Any) -> tuple[str, ...]:
+    """The shape only; which names exist is the validator's call (``invalid_options``), so the
+    ledger records what was asked and why it was refused."""
+    if value is None:
+        return L.DEFAULT_FORMATS
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
+        raise ProtocolError("bad_frame", "'formats' must be a list of format names")
+    if len(value) > MAX_FORMATS:
+        raise ProtocolError("bad_frame", f"'formats' names at most {MAX_FORMATS} formats")
+    return tuple(value)
 
 
 def _url(value: Any) -> str:
@@ -127,32 +145,44 @@ def unknown_job_frame(job_id: str, ref: Any = None) -> bytes:
     return orjson.dumps({"event": "unknown_job", "job_id": job_id, "ref": ref})
 
 
-def result_frame(state: L.JobState, html: str | None, ref: Any = None) -> bytes:
-    """The ``result`` frame for a terminal job state (``html`` already fetched by reference)."""
-    frame: dict[str, Any] = {
-        "event": "result",
+def result_fields(state: L.JobState, body: str | None) -> dict[str, Any]:
+    """A terminal job's result as a JSON object: what the ``result`` frame carries (less
+    ``event`` and ``ref``), for every front end that returns results.
+
+    ``body`` is the job's stored body, already fetched by reference; for a job that asked for
+    formats it is the outputs document, spread here into one field per format (``html``,
+    ``markdown``, ``text``, ``links``, ``metadata``). A job whose formats leave out ``html``
+    gets no ``html`` field."""
+    fields: dict[str, Any] = {
         "job_id": state.job_id,
         "status": state.status,
         "url": state.url,
         "attempts": state.attempts,
     }
-    if ref is not None:
-        frame["ref"] = ref
     result = state.result
     if state.status == "succeeded" and result is not None:
-        frame.update(
+        fields.update(
             final_url=result.final_url,
             http_status=result.http_status,
             headers=result.headers,
-            html=html if html is not None else "",
             elapsed_ms=result.elapsed_ms,
             truncated=result.truncated,
         )
+        fields.update(L.decode_outputs(result.formats, body))
     else:
         error = state.error
-        frame["error"] = (
+        fields["error"] = (
             {"code": error.code, "message": error.message}
             if error is not None
             else {"code": state.status, "message": f"job {state.status}"}
         )
+    return fields
+
+
+def result_frame(state: L.JobState, body: str | None, ref: Any = None) -> bytes:
+    """The ``result`` frame for a terminal job state (``body`` already fetched by reference)."""
+    frame: dict[str, Any] = {"event": "result"}
+    if ref is not None:
+        frame["ref"] = ref
+    frame.update(result_fields(state, body))
     return orjson.dumps(frame)

@@ -178,6 +178,7 @@ class Edge:
             timeout_s=req.timeout_s,
             proxy=request.proxy,
             sealed=request.sealed,
+            formats=req.formats,
         )
         # register before the write: a fast result must find its socket
         self.waiting[job_id][sock] = req.ref
@@ -239,7 +240,7 @@ class Edge:
             asyncio.get_running_loop().call_soon(self._on_deliveries, [(state, body)])
 
     def _on_deliveries(self, deliveries: list[Delivery]) -> None:
-        for state, html in deliveries:
+        for state, body in deliveries:
             self.attached.answered(state, new=state.status != "expired")
             socks = self.waiting.pop(state.job_id, None)
             if not socks:
@@ -249,7 +250,7 @@ class Edge:
                 if state.status == "unknown":
                     sock.send(unknown_job_frame(state.job_id, ref))
                     continue
-                frame = result_frame(state, html, ref)
+                frame = result_frame(state, body, ref)
                 held = self.unaccepted.get((state.job_id, sock))
                 if held is not None:
                     held.append(frame)

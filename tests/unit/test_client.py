@@ -12,7 +12,7 @@ from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketHandler
 
 from scrapeledger.errors import ScrapeledgerError
-from ws_edge import Client
+from ws_edge import Client, JobSpec
 
 
 class NotYet(RequestHandler):
@@ -195,3 +195,30 @@ def test_a_rate_limited_resume_is_sent_again_after_retry_after() -> None:
             await server.close_all_connections()
 
     assert asyncio.run(go())["status"] == "succeeded"
+
+
+class Echo(WebSocketHandler):
+    """Answers every job frame with ``accepted`` and a result that echoes the frame received."""
+
+    def on_message(self, message: str | bytes) -> None:
+        frame = orjson.loads(message)
+        job_id = f"job-{frame['ref']}"
+        self.write_message(orjson.dumps({"event": "accepted", "job_id": job_id, "ref": frame["ref"]}))
+        self.write_message(orjson.dumps({"event": "result", "job_id": job_id, "received": frame}))
+
+
+def test_formats_are_sent_with_the_job_and_left_out_when_not_given() -> None:
+    async def go() -> tuple[dict[str, object], dict[str, object]]:
+        server, url = await serve(Echo)
+        try:
+            async with Client(url, connect_timeout=5) as client:
+                asked = await client.scrape(JobSpec("https://a.example/", formats=("markdown", "links")))
+                plain = await client.scrape("https://a.example/")
+                return asked["received"], plain["received"]  # type: ignore[return-value]
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    asked, plain = asyncio.run(go())
+    assert asked["message"] == {"url": "https://a.example/", "formats": ["markdown", "links"]}
+    assert plain["message"] == "https://a.example/"  # the old clients' frame, as before

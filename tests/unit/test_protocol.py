@@ -81,3 +81,34 @@ def test_an_error_for_a_frame_with_a_ref_carries_the_ref(frame: dict[str, object
     with pytest.raises(ProtocolError) as info:
         parse(frame)
     assert info.value.ref == "c1"
+
+
+def test_formats_travel_as_asked_and_default_to_html() -> None:
+    req = parse({"event": "job", "message": {"url": "https://a.example/", "formats": ["markdown", "nope"]}})
+    assert isinstance(req, JobRequest) and req.formats == ("markdown", "nope")  # the validator judges
+    one = parse({"event": "job", "message": {"url": "https://a.example/", "formats": "links"}})
+    assert isinstance(one, JobRequest) and one.formats == ("links",)
+    plain = parse({"event": "job", "message": "https://a.example/"})
+    assert isinstance(plain, JobRequest) and plain.formats == ("html",)
+
+
+@pytest.mark.parametrize("formats", [{"a": 1}, [1, 2], ["html", None], 3, ["x"] * 17])
+def test_formats_of_the_wrong_shape_are_a_bad_frame(formats: object) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse({"event": "job", "message": {"url": "https://a.example/", "formats": formats}})
+    assert info.value.code == "bad_frame"
+
+
+def test_a_result_with_formats_has_a_field_each_and_no_html_unless_asked() -> None:
+    result = L.JobResult(final_url="http://x/y", http_status=200, headers={}, elapsed_ms=3.0,
+                         body_bytes=4, truncated=False, body_partition=0, body_offset=1, body=None,
+                         formats=("markdown", "links", "metadata"))
+    ok = L.JobState(job_id="j" * 22, status="succeeded", url="http://x/", attempts=1, result=result)
+    doc = {"markdown": "# T", "links": ["http://x/a"], "metadata": {"title": "T", "status": 200}}
+    frame = orjson.loads(result_frame(ok, orjson.dumps(doc).decode()))
+    assert "html" not in frame
+    assert {k: frame[k] for k in doc} == doc
+    assert frame["status"] == "succeeded" and frame["final_url"] == "http://x/y"
+    # a body that left the replay window: every asked field is there, empty
+    gone = orjson.loads(result_frame(ok, None))
+    assert (gone["markdown"], gone["links"], gone["metadata"]) == ("", [], {})
