@@ -147,6 +147,10 @@ def submit(
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="Fetch timeout per job, seconds (timeout_s).")] = None,
     proxy: Annotated[str | None, typer.Option(help="Fetch through this proxy URL.")] = None,
+    formats: Annotated[
+        str | None,
+        typer.Option(help="Output formats, comma-separated: html (default), markdown, text, links, metadata"),
+    ] = None,
     ref: Annotated[str | None, typer.Option(help="Ref echoed in results (R-1, R-2... in a batch).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Jobs in flight at once.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON result per line, in order.")] = False,
@@ -162,6 +166,7 @@ def submit(
             SubmitOptions(
                 urls=urls or (), file=file, resume=resume, server=server, headers=header or (),
                 timeout_s=timeout, proxy=proxy, ref=ref, concurrency=concurrency, as_json=as_json,
+                formats=[f.strip() for f in formats.split(",") if f.strip()] if formats is not None else None,
             )
         )
     )

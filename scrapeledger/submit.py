@@ -61,6 +61,7 @@ class SubmitOptions:
     headers: Sequence[str] = ()
     timeout_s: float | None = None
     proxy: str | None = None
+    formats: Sequence[str] | None = None
     ref: str | None = None
     concurrency: int = 16
     as_json: bool = False
@@ -128,7 +129,8 @@ def _items(opts: SubmitOptions) -> tuple[list[Item], bool]:
     single = len(urls) == 1 and opts.file is None
     items = []
     for n, url in enumerate(urls, 1):
-        spec = JobSpec(url=url, headers=headers, timeout_s=opts.timeout_s, proxy=opts.proxy)
+        formats = tuple(opts.formats) if opts.formats is not None else None
+        spec = JobSpec(url=url, headers=headers, timeout_s=opts.timeout_s, proxy=opts.proxy, formats=formats)
         ref = opts.ref if opts.ref is None or single else f"{opts.ref}-{n}"
         items.append(Item(spec, ref))
     return items, single
@@ -222,13 +224,14 @@ class _Printer:
         if self.as_json:
             _out(orjson.dumps(o).decode())
         elif o.get("status") == "succeeded":
+            body = _page(o)
             line = (
                 f"{o['job_id']} {o['http_status']} {o['final_url']} "
-                f"({o['elapsed_ms']:.0f} ms, {len(str(o['html']))} chars)"
+                f"({o['elapsed_ms']:.0f} ms, {len(body)} chars)"
             )
             if self.single:
                 _err(line)
-                _out(str(o["html"]))
+                _out(body)
             else:
                 _out(f"{o['job_id']} succeeded {line.split(' ', 1)[1]}")
         else:
@@ -240,6 +243,15 @@ class _Printer:
         if not self.single:
             outcomes = [self.results[i] for i in sorted(self.results)]
             _err(summary(outcomes, time.monotonic() - self.started))
+
+
+def _page(o: Outcome) -> str:
+    """What a single job's plain output prints: the first of html, markdown, text the result
+    carries (``--formats``), else its links and metadata as JSON."""
+    for name in ("html", "markdown", "text"):
+        if name in o:
+            return str(o[name])
+    return orjson.dumps({k: o[k] for k in ("links", "metadata") if k in o}).decode()
 
 
 def _code(o: Outcome) -> str | None:

@@ -92,9 +92,12 @@ class FakeEdge:
             return {**frame, "status": status, "error": {"code": code, "message": message}}
         n = path[1] if len(path) > 1 else "0"
         html = f"<html><title>page {n}</title>page {n} </html>"
+        outputs = {"html": html, "markdown": f"page {n}", "text": f"page {n}", "links": [],
+                   "metadata": {"title": f"page {n}", "status": 200}}
         return {
             **frame, "status": "succeeded", "final_url": req.url, "http_status": 200,
-            "headers": {"content-type": "text/html"}, "html": html, "elapsed_ms": 1.5, "truncated": False,
+            "headers": {"content-type": "text/html"}, "elapsed_ms": 1.5, "truncated": False,
+            **{f: outputs[f] for f in req.formats if f in outputs},
         }
 
     def __enter__(self) -> FakeEdge:

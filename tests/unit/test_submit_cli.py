@@ -271,3 +271,19 @@ def test_ctrl_c_says_the_jobs_go_on_and_exits_130() -> None:
     assert lines(err) == [
         "interrupted: accepted jobs still run; `scrapeledger submit --resume JOB_ID` fetches one"
     ]
+
+
+def test_formats_reach_the_edge_and_a_page_without_html_prints_its_markdown() -> None:
+    with fake_edge() as edge:
+        result = runner.invoke(app, ["submit", "--server", edge.url, "--formats", "markdown, links",
+                                     "http://p.test/ok/3"])
+        meta = runner.invoke(app, ["submit", "--server", edge.url, "--formats", "metadata",
+                                   "http://p.test/ok/4"])
+        plain = runner.invoke(app, ["submit", "--server", edge.url, "http://p.test/ok/5"])
+    assert result.exit_code == meta.exit_code == plain.exit_code == 0, result.output
+    asked, _, default = edge.requests
+    assert isinstance(asked, JobRequest) and asked.formats == ("markdown", "links")
+    assert isinstance(default, JobRequest) and default.formats == ("html",)
+    assert result.stdout == "page 3\n"
+    assert orjson.loads(meta.stdout) == {"metadata": {"title": "page 4", "status": 200}}
+    assert plain.stdout == "<html><title>page 5</title>page 5 </html>\n"
