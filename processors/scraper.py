@@ -35,6 +35,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 from quixstreams.sinks import BaseSink
+from w3lib.encoding import html_to_unicode
 
 import ledger as L
 from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff_delay
@@ -79,16 +80,12 @@ def scrape_trigger(raw: bytes, crashes: CrashLog) -> L.FetchSpec | None:
 
 
 def decode_text(body: bytes, headers: dict[str, str]) -> str:
-    """The page as text: the charset the server declared, else UTF-8, never an exception."""
-    charset = "utf-8"
-    for part in headers.get("content-type", "").split(";")[1:]:
-        name, _, value = part.strip().partition("=")
-        if name.lower() == "charset" and value:
-            charset = value.strip("\"' ")
-    try:
-        return body.decode(charset, "replace")
-    except LookupError:
-        return body.decode("utf-8", "replace")
+    """The page as text, never an exception: a byte-order mark first, then the charset the
+    server declared, then the page's own ``<meta charset>`` (or XML declaration), else UTF-8,
+    with the WHATWG names browsers use (``iso-8859-1`` is read as windows-1252). w3lib's
+    ``html_to_unicode`` (Scrapy's) does exactly this; before it, a page that declared its
+    charset only in a ``<meta>`` was read as UTF-8 and its every non-ASCII letter was lost."""
+    return html_to_unicode(headers.get("content-type", ""), body)[1]
 
 
 def stored_body(

@@ -181,3 +181,20 @@ def test_formats_travel_with_every_retry_and_redrive_and_mark_the_stored_body() 
                                      code="http_404", message="m")])["j"]
     [redriven] = redrive_events([failed], source="op", reason="r")
     assert redriven.formats == asked
+
+
+@pytest.mark.parametrize("content_type", ["text/html", ""])
+def test_a_charset_declared_only_in_the_page_is_honoured(content_type: str) -> None:
+    # the server says nothing about the charset; the page's <meta> says windows-1252
+    page = A.article_html(8, kb=5, charset="windows-1252")
+    out = _through_the_scraper(_fetched(page.encode("windows-1252"), content_type))
+    assert out["html"] == page
+    assert out["metadata"]["title"] == A.TITLE and out["metadata"]["description"] == A.DESCRIPTION
+
+
+def test_the_servers_charset_beats_the_pages_and_a_bom_beats_both() -> None:
+    page = A.article_html(9, kb=5, charset="windows-1252")  # the page claims 1252, wrongly
+    served = _through_the_scraper(_fetched(page.encode("utf-8"), "text/html; charset=utf-8"))
+    assert served["metadata"]["title"] == A.TITLE
+    bom = _through_the_scraper(_fetched(b"\xef\xbb\xbf" + page.encode("utf-8"), "text/html; charset=latin-1"))
+    assert bom["metadata"]["title"] == A.TITLE
