@@ -17,7 +17,7 @@ trafilatura, inscriptis, html-text, resiliparse) on the same pages, for the reco
 html-to-markdown and selectolax were chosen; install them in a scratch venv to run it.
 
     .venv/bin/python bench/formats.py --rounds 5 --loop
-    .venv/bin/python bench/formats.py --pages /usr/share/doc --limit 40
+    .venv/bin/python bench/formats.py --pages DIR --limit 20 --sizes 50 --candidates
 """
 
 from __future__ import annotations
@@ -48,9 +48,11 @@ def thread_cpu_ns() -> int:
     return int(Path("/proc/thread-self/schedstat").read_text().split()[0])
 
 
-def page_set(pages_dir: str | None, limit: int) -> dict[str, list[FetchOk]]:
+def page_set(
+    pages_dir: str | None, limit: int, sizes: tuple[int, ...] = SIZES_KB
+) -> dict[str, list[FetchOk]]:
     sets: dict[str, list[FetchOk]] = {}
-    for kb in SIZES_KB:
+    for kb in sizes:
         sets[f"article {kb} KB"] = [
             _ok(article_html(n, kb=kb).encode(), f"https://paper.example/a/{n}") for n in range(8)
         ]
@@ -216,15 +218,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--pages", help="a directory of real HTML pages to add to the set")
     ap.add_argument("--limit", type=int, default=40, help="at most this many pages from --pages")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES_KB)), help="article sizes, KB")
     ap.add_argument("--loop", action="store_true", help="also measure event-loop gaps")
     ap.add_argument("--candidates", action="store_true", help="also time installed alternatives")
     args = ap.parse_args()
-    sets = page_set(args.pages, args.limit)
+    sets = page_set(args.pages, args.limit, tuple(int(k) for k in args.sizes.split(",")))
     print(f"CPU per page (median of {args.rounds} rounds; ratio to the plain html path):\n")
     table(sets, args.rounds)
     if args.loop:
-        pages = sets["article 200 KB"] * 4
-        print(f"\nEvent-loop gaps (1 ms ticker) while all formats of {len(pages)} 200 KB pages "
+        label, some = next((k, v) for k, v in sets.items() if k == "article 200 KB" or k == list(sets)[-1])
+        pages = some * 4
+        print(f"\nEvent-loop gaps (1 ms ticker) while all formats of {len(pages)} pages ({label}) "
               "are computed:\n")
         print("| where | worst gap | median gap |\n|---|---|---|")
         for where in ("inline", "thread"):
