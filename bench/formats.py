@@ -5,8 +5,8 @@ the baseline ``html`` path decodes the body and encodes it for the bodies topic;
 decodes, renders (``processors.formats.render``) and encodes the outputs document
 (``stored_body``). Pages: realistic generated articles (``tests/support/articles.py``) of several
 sizes, plus every ``*.html`` under ``--pages DIR`` if given (real sites' pages). CPU is this
-thread's time on CPU from ``/proc/thread-self/schedstat`` (nanoseconds), so other work on a
-shared machine does not count; each cell is the median of ``--rounds`` rounds.
+thread's time on CPU (the kernel's per-thread CPU clock, ns), so other work on a shared
+machine does not count; each cell is the median of ``--rounds`` rounds.
 
 ``--loop`` also measures what the conversions do to the scraper's event loop: a 1 ms ticker runs
 on the loop while all formats of the page set are computed either inline on the loop or in the
@@ -44,8 +44,11 @@ SIZES_KB = (10, 50, 200, 1000)
 
 
 def thread_cpu_ns() -> int:
-    """This thread's time on CPU so far (ns), from /proc/thread-self/schedstat."""
-    return int(Path("/proc/thread-self/schedstat").read_text().split()[0])
+    """This thread's time on CPU so far (ns): the kernel's per-thread CPU clock
+    (CLOCK_THREAD_CPUTIME_ID). Not /proc/thread-self/schedstat: that is brought up to date only
+    at scheduler events, so two reads a millisecond apart on a quiet core can show no time at all
+    (which made the round sizing below loop for minutes)."""
+    return time.thread_time_ns()
 
 
 def page_set(
