@@ -43,9 +43,9 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
 """``(type, old_version) -> function`` turning an old payload into the next version's payload.
 
 A schema change adds its upcaster here and bumps the class's ``VERSION``, so old records in the
-ledger stay readable forever. A purely additive field with a default (marked ``ADDED`` in ``_events.py``, like ``formats``)
-needs neither: old records decode to the default, and the encoder omits the field while it holds
-it, so old readers still read events that do not use it.
+ledger stay readable forever. A purely additive field with a default (marked ``ADDED`` in
+``_events.py``, like ``formats``) needs neither: old records decode to the default, and the
+encoder omits the field while it holds it, so old readers still read events that do not use it.
 """
 
 

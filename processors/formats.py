@@ -33,6 +33,7 @@ import yarl
 from selectolax.lexbor import LexborHTMLParser
 
 from ledger import EMPTY_OUTPUTS as EMPTY
+from scrapeledger.redact import url_ref
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def render(
         try:
             out[name] = _one(name, kind, text, tree, base, http_status, content_language)
         except Exception:
-            log.warning("format %s failed for a page from %s", name, base_url, exc_info=True)
+            log.warning("format %s failed for a page from %s", name, url_ref(base_url), exc_info=True)
             out[name] = EMPTY[name]
     return out
 

@@ -100,6 +100,10 @@ def test_the_type_prefilter_never_hides_an_event_of_a_wanted_type(event: L.Event
 _OLD_SUBMITTED = (b'{"event_id":"j/submitted","job_id":"j","type":"JobSubmitted","v":1,"at":1.5,'
                   b'"source":"edge-0","attempt":0,"payload":{"url":"https://a.example/","headers":{},'
                   b'"timeout_s":null,"proxy":null}}')
+_V2_SUBMITTED = (b'{"event_id":"j/submitted","job_id":"j","type":"JobSubmitted","v":2,"at":1.5,'
+                 b'"source":"edge-0","attempt":0,"payload":{"url":"https://a.example/","headers":{},'
+                 b'"timeout_s":null,"proxy":null,"sealed":null}}')
+"""The same as the code just before output formats writes it (v2 added ``sealed``)."""
 _OLD_SUCCEEDED = (b'{"event_id":"j/a1/outcome","job_id":"j","type":"ScrapeSucceeded","v":1,"at":2.0,'
                   b'"source":"scraper-0","attempt":1,"payload":{"url":"https://a.example/",'
                   b'"final_url":"https://a.example/","http_status":200,"headers":{},"elapsed_ms":3.0,'
@@ -110,12 +114,14 @@ def test_records_from_before_formats_decode_to_the_html_default() -> None:
     submitted = L.decode_event(_OLD_SUBMITTED)
     succeeded = L.decode_event(_OLD_SUCCEEDED)
     assert isinstance(submitted, L.JobSubmitted) and submitted.formats == ("html",)
+    v2 = L.decode_event(_V2_SUBMITTED)
+    assert isinstance(v2, L.JobSubmitted) and v2.formats == ("html",)
     assert isinstance(succeeded, L.ScrapeSucceeded) and succeeded.formats == ("html",)
 
 
 def test_an_event_that_uses_no_formats_is_written_exactly_as_before() -> None:
     # processors not yet upgraded refuse unknown fields: the default must not appear on the wire
-    assert L.encode_event(L.decode_event(_OLD_SUBMITTED)) == _OLD_SUBMITTED
+    assert L.encode_event(L.decode_event(_V2_SUBMITTED)) == _V2_SUBMITTED
     assert L.encode_event(L.decode_event(_OLD_SUCCEEDED)) == _OLD_SUCCEEDED
 
 

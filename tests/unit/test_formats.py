@@ -163,6 +163,7 @@ def test_formats_travel_with_every_retry_and_redrive_and_mark_the_stored_body() 
     from processors.scraper import outcome_events
     from replay._redrive import redrive_events
     from scrapeledger.settings import Settings
+    from scrapeledger.vault import Vault, new_key
 
     asked = ("markdown", "links")
     trigger = L.JobValidated(job_id="j", event_id="j/validated", at=1, source="v", attempt=1,
@@ -179,7 +180,7 @@ def test_formats_travel_with_every_retry_and_redrive_and_mark_the_stored_body() 
                          dataclasses.replace(trigger, event_id="x"),
                          L.JobFailed(job_id="j", event_id="f", at=2, source="s", attempt=1,
                                      code="http_404", message="m")])["j"]
-    [redriven] = redrive_events([failed], source="op", reason="r")
+    [redriven] = redrive_events([failed], source="op", reason="r", vault=Vault([new_key()]))
     assert redriven.formats == asked
 
 

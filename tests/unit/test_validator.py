@@ -54,8 +54,9 @@ def test_ordinary_headers_pass(name: str, value: str) -> None:
 def _validate(**fields: object) -> L.Event:
     from processors.validator import validate_step
     from scrapeledger.settings import Settings
+    from scrapeledger.vault import Vault, new_key
 
-    [out] = validate_step(L.encode_event(submitted(**fields)), Settings())
+    [out] = validate_step(L.encode_event(submitted(**fields)), Settings(), Vault([new_key()]))
     return L.decode_event(out.value)
 
 
