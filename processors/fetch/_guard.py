@@ -47,7 +47,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def check_address(ip: IPAddress, *, allow_private: bool) -> None:
+def check_address(ip: IPAddress, *, allow_private: bool, host: str | None = None) -> None:
     """Raise :class:`Rejection` ``blocked_address`` unless ``ip`` is a public unicast address.
 
     Refused: loopback, private (RFC 1918, ULA), link-local (incl. 169.254.169.254, the cloud
@@ -67,7 +67,20 @@ def check_address(ip: IPAddress, *, allow_private: bool) -> None:
     if inner is not None:
         shown = f"{shown} ({inner})"
     if _forbidden(ip) or (inner is not None and _forbidden(inner)):
-        raise Rejection("blocked_address", f"address {shown} is not a public address")
+        where = f"address {shown} is" if host is None else f"host {host!r} resolves to {shown}, which is"
+        raise Rejection("blocked_address", f"{where} not a public address{ALLOW_HINT}")
+
+
+ALLOW_HINT = " (set SCRAPER_ALLOW_PRIVATE=1 to allow loopback and private targets)"
+"""Ends every refusal: a user fetching a local page learns the switch that allows it."""
+
+_LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
+
+
+
+def _is_localhost(host: str) -> bool:
+    name = host.rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost")
 
 
 Lookup = Callable[[str, int], Awaitable[list[str]]]
@@ -100,16 +113,18 @@ class AddressGuard:
             return
         if any(ip.version == net.version and ip in net for net in self.allow_networks):
             return
-        try:
-            check_address(ip, allow_private=False)
-        except Rejection as rej:
-            if host is None:
-                raise
-            shown = rej.message.removeprefix("address ")
-            raise Rejection(rej.code, f"host {host!r} resolves to {shown}") from None
+        check_address(ip, allow_private=False, host=host)
 
     def check_literal(self, host: str) -> bool:
-        """Check ``host`` if it is an IP literal; return whether it was one."""
+        """Check ``host`` if it is an IP literal or a ``localhost`` name; return whether it was.
+
+        ``localhost`` and ``*.localhost`` are loopback by definition (RFC 6761 6.3; browsers
+        and resolvers answer them without DNS), so they are judged as 127.0.0.1 without a
+        lookup: the validator then rejects ``http://localhost/`` exactly as it rejects
+        ``http://127.0.0.1/``, instead of passing it on to fail later in the scraper."""
+        if _is_localhost(host):
+            self.check(_LOCALHOST, host)
+            return True
         try:
             ip = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
@@ -119,8 +134,10 @@ class AddressGuard:
 
     async def resolve(self, host: str, port: int) -> list[str]:
         """Resolve ``host`` and check every address (see :func:`resolve_and_check`)."""
-        if self.check_literal(host):
+        if not _is_localhost(host) and self.check_literal(host):
             return [str(ipaddress.ip_address(host.strip("[]")))]
+        if _is_localhost(host):
+            self.check_literal(host)  # refused up front unless allowed; then resolved as usual
         try:
             addresses = await self.lookup(host, port)
         except (socket.gaierror, UnicodeError) as exc:

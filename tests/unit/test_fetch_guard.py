@@ -183,3 +183,18 @@ def test_a_jobs_own_proxy_is_guarded_but_the_operators_proxies_are_trusted() -> 
             assert pages.requests == 0
 
     asyncio.run(go())
+
+
+def test_a_name_resolving_to_a_private_address_reads_like_the_literal_and_names_the_switch() -> None:
+    # it read "host 'intranet.test' resolves to 10.0.0.7 is not a public address", with no hint
+    async def table(host: str, port: int) -> list[str]:
+        return ["10.0.0.7"]
+
+    guard = AddressGuard(allow_private=False, lookup=table)
+    with pytest.raises(Rejection) as by_name:
+        asyncio.run(guard.resolve("intranet.test", 80))
+    with pytest.raises(Rejection) as by_address:
+        asyncio.run(guard.resolve("10.0.0.7", 80))
+    hint = "(set SCRAPER_ALLOW_PRIVATE=1 to allow loopback and private targets)"
+    assert by_name.value.message == f"host 'intranet.test' resolves to 10.0.0.7, which is not a public address {hint}"
+    assert by_address.value.message == f"address 10.0.0.7 is not a public address {hint}"

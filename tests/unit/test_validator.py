@@ -84,3 +84,22 @@ def test_formats_are_deduplicated_into_canonical_order() -> None:
     assert isinstance(event, L.JobValidated)
     assert event.formats == ("html", "markdown", "links")
     assert isinstance(_validate(), L.JobValidated) and _validate().formats == ("html",)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000/", "http://localhost:8000/", "http://LOCALHOST./x", "http://app.localhost/"]
+)
+def test_local_targets_are_rejected_alike_and_the_refusal_names_the_switch(url: str) -> None:
+    # 127.0.0.1 was rejected here while localhost passed, to fail later in the scraper as
+    # "failed" with "resolves to 127.0.0.1 is not a public address"; neither said how to allow it
+    with pytest.raises(Rejection) as rejected:
+        check_request(submitted(url=url), allow_private=False)
+    assert rejected.value.code == "blocked_address"
+    assert "127.0.0.1" in rejected.value.message
+    assert "not a public address" in rejected.value.message
+    assert rejected.value.message.endswith("(set SCRAPER_ALLOW_PRIVATE=1 to allow loopback and private targets)")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/", "http://localhost:8000/"])
+def test_allow_private_passes_local_targets(url: str) -> None:
+    assert check_request(submitted(url=url), allow_private=True) == url
