@@ -196,5 +196,7 @@ def test_a_name_resolving_to_a_private_address_reads_like_the_literal_and_names_
     with pytest.raises(Rejection) as by_address:
         asyncio.run(guard.resolve("10.0.0.7", 80))
     hint = "(set SCRAPER_ALLOW_PRIVATE=1 to allow loopback and private targets)"
-    assert by_name.value.message == f"host 'intranet.test' resolves to 10.0.0.7, which is not a public address {hint}"
+    assert by_name.value.message == (
+        f"host 'intranet.test' resolves to 10.0.0.7, which is not a public address {hint}"
+    )
     assert by_address.value.message == f"address 10.0.0.7 is not a public address {hint}"

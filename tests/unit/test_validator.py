@@ -97,7 +97,9 @@ def test_local_targets_are_rejected_alike_and_the_refusal_names_the_switch(url: 
     assert rejected.value.code == "blocked_address"
     assert "127.0.0.1" in rejected.value.message
     assert "not a public address" in rejected.value.message
-    assert rejected.value.message.endswith("(set SCRAPER_ALLOW_PRIVATE=1 to allow loopback and private targets)")
+    assert rejected.value.message.endswith(
+        "(set SCRAPER_ALLOW_PRIVATE=1 to allow loopback and private targets)"
+    )
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/", "http://localhost:8000/"])
