@@ -10,13 +10,15 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from scrapeledger.children import spawn
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
 def spawn_listening(module: str, *args: str, banner: str) -> Iterator[int]:
     """Run ``python -m module --port 0 ...``; yield the port from its ``<banner> PORT`` line."""
-    proc = subprocess.Popen(
+    proc = spawn(  # ends with this process, however it ends
         [sys.executable, "-m", module, "--port", "0", *args],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from scrapeledger.children import spawn
 from scrapeledger.settings import Settings
 
 from .procs import spawn_listening
@@ -83,7 +84,7 @@ class Stack:
             "SCRAPER_TIMEOUT_S": "3",
             "SCRAPELEDGER_COMMIT_INTERVAL_S": "0.2",
             "EDGE_DRAIN_S": "2",
-            "METRICS_PORT": "0",
+            "METRICS_PORT": "0",  # off; tests that read /metrics give each process a port
             "PYTHONUNBUFFERED": "1",
             "SCRAPELEDGER_SECRET_KEYS": ",".join(k.get_secret_value() for k in settings.secret_keys),
             **(env or {}),
@@ -97,7 +98,7 @@ class Stack:
         argv = [sys.executable, "-m", "scrapeledger.cli", component]
         if component == "edge":
             argv += ["--port", str(port)]
-        popen = subprocess.Popen(
+        popen = spawn(  # ends with this test process, however it ends
             argv,
             env={**self.env, "POD_NAME": env.pop("POD_NAME", name), **env},
             stdout=subprocess.PIPE,
