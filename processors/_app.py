@@ -22,6 +22,7 @@ from quixstreams.models.topics import Topic
 import ledger as L
 from scrapeledger import topics as T
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config, make_producer, producer_config
+from scrapeledger.clusters import attach
 from scrapeledger.errors import ScrapeledgerError
 from scrapeledger.observability import HealthServer, LagReporter
 from scrapeledger.redact import job_ref
@@ -94,8 +95,10 @@ class Processor:
         self.name = name
         # up before the broker wait: liveness must pass (no restart storm while Kafka is down)
         # and readiness must answer "not ready" rather than refuse connections
-        self.health = HealthServer(settings.metrics_port, self.assigned, name)
+        self.health = HealthServer(settings.metrics_port_for(name), self.assigned, name,
+                                   settings.metrics_host)
         admin = T.wait_for_broker(settings)
+        attach(settings, name)
         T.ensure_topics(settings, admin=admin)
         self.specs = {s.name: s for s in T.topic_specs(settings)}
         self.crashes: CrashLog = read_crash_log(settings, name)

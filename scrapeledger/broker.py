@@ -8,8 +8,9 @@ POM omits) from the ``pom.xml`` beside this module, once; the jars are cached un
 is then ``java -cp <jars> kafka.Kafka server.properties`` after ``kafka.tools.StorageTool format``,
 which is all ``bin/kafka-server-start.sh`` boils down to.
 
-"Ready" means a client really created a topic on *this* cluster, not that a port opened or a log
-line appeared: a port can accept connections while the controller is still electing itself.
+"Ready" means *this* cluster (its cluster id) accepted a topic creation (validated, not
+written), not that a port opened or a log line appeared: a port can accept connections while the
+controller is still electing itself.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TypeVar
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from .children import spawn
+from .clusters import record_local
 from .errors import LocalBrokerError
 
 log = logging.getLogger(__name__)
@@ -387,7 +390,9 @@ class LocalBroker:
     def _launch(self, jvm: list[str], props: Path) -> None:
         self._release()
         self._log.clear()
-        self._proc = subprocess.Popen(
+        # the JVM gets SIGTERM (a controlled shutdown) when this process dies, even by SIGKILL,
+        # instead of running on with parent 1 and holding the port
+        self._proc = spawn(
             [*jvm, "kafka.Kafka", str(props)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -439,7 +444,13 @@ class LocalBroker:
                 self._check_progress(deadline)
 
     def _wait_ready(self, deadline: float, cluster_id: str) -> None:
-        """Poll until this cluster creates a probe topic; then delete it again."""
+        """Poll until this cluster accepts a topic creation (validated only, nothing created).
+
+        ``validate_only`` goes through the controller's full checks, replica placement on a
+        registered, unfenced broker included, without writing a topic: a real probe topic had
+        to be deleted again, and deleting it made the group coordinator log
+        ``ERROR Could not delete offsets for deleted partitions`` on every start.
+        """
         admin = AdminClient({
             "bootstrap.servers": self.bootstrap,
             "log_level": 0,  # connection refused is expected while the JVM starts
@@ -457,21 +468,15 @@ class LocalBroker:
                         f"ours is {cluster_id})"
                     )
                 created = admin.create_topics(
-                    [NewTopic(probe, 1, 1)], operation_timeout=10, request_timeout=15
+                    [NewTopic(probe, 1, 1)], operation_timeout=10, request_timeout=15,
+                    validate_only=True,
                 )
                 self._await(created[probe], deadline)
-                break
+                record_local(self.bootstrap, cluster_id)  # components on the default address trust it
+                return
             except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                    break  # an earlier attempt timed out on our side but succeeded
                 log.debug("Kafka on %s not usable yet: %s", self.bootstrap, exc)
             time.sleep(0.2)  # pause between polls of a condition; the deadline bounds it
-        try:
-            deleted = admin.delete_topics([probe], operation_timeout=10, request_timeout=15)
-            self._await(deleted[probe], max(deadline, time.monotonic() + 20))
-        except KafkaException as exc:  # harmless leftover; the broker is usable either way
-            log.debug("could not delete probe topic %s: %s", probe, exc)
 
     def _signal(self, sig: signal.Signals) -> None:
         proc = self._proc

@@ -6,6 +6,8 @@ Only entry points configure logging (one line per job transition, to stderr); li
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -17,8 +19,18 @@ import typer
 
 from .errors import ScrapeledgerError
 
-# quixstreams -> confluent_kafka.schema_registry -> authlib warns about httpx at import; not ours
-warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+
+def _quiet_authlib() -> None:
+    """quixstreams -> confluent_kafka.schema_registry -> Authlib warns that its httpx module is
+    deprecated, at import, in every processor: not ours to fix, and noise on every start.
+    ``authlib.deprecate`` installs an "always" filter for its warnings when imported, which would
+    sit in front of an ignore filter installed before it, so it is imported first."""
+    with contextlib.suppress(ImportError):  # a dependency of confluent-kafka's schema registry
+        importlib.import_module("authlib.deprecate")  # for its filter, which ours must precede
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+
+
+_quiet_authlib()
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -121,15 +133,19 @@ def state() -> None:
 
 @app.command()
 def up(
-    port: Annotated[int, typer.Option(help="Edge WebSocket port.")] = 3001,
-    kafka_port: Annotated[int, typer.Option(help="Port of the local broker.")] = 9092,
+    port: Annotated[int, typer.Option(help="Edge WebSocket port (0 picks a free one).")] = 3001,
+    kafka_port: Annotated[int, typer.Option(help="Port of the local broker (0 picks a free one).")] = 9092,
+    metrics_port: Annotated[int, typer.Option(
+        help="Metrics port of the state processor; validator and scraper use the next two "
+        "(0 picks free ones).")] = 9100,
     data_dir: Annotated[Path, typer.Option(help="Local broker and state data.")] = Path(".scrapeledger"),
 ) -> None:
     """Run the whole service locally: broker (unless KAFKA_BOOTSTRAP_SERVERS), processors, one edge."""
     from .supervisor import run_stack
 
     _logging()
-    raise typer.Exit(run_stack(edge_port=port, kafka_port=kafka_port, data_dir=data_dir))
+    raise typer.Exit(run_stack(edge_port=port, kafka_port=kafka_port, metrics_base=metrics_port,
+                               data_dir=data_dir))
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """Prometheus metrics and the health endpoints every process serves.
 
 The edge serves ``/metrics`` on its own Tornado port; the processors, which have no HTTP server of
-their own, start :class:`HealthServer` on ``METRICS_PORT`` with ``/healthz`` (the process is
+their own, start :class:`HealthServer` on ``METRICS_HOST:METRICS_PORT`` (loopback and one default
+port per processor, so all run side by side on one machine) with ``/healthz`` (the process is
 alive), ``/readyz`` (connected to the broker and assigned partitions) and ``/metrics``.
 """
 
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from .errors import ConfigError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,9 @@ def render() -> tuple[bytes, str]:
 class HealthServer:
     """A tiny threaded HTTP server: ``/healthz``, ``/readyz`` and ``/metrics``."""
 
-    def __init__(self, port: int, ready: Callable[[], bool], name: str) -> None:
+    def __init__(self, port: int, ready: Callable[[], bool], name: str, host: str = "127.0.0.1") -> None:
+        """Serve on ``host:port``; ``port=0`` serves nothing (metrics off). A port that is taken
+        raises :class:`ConfigError` naming it and the setting to change, not a bare OSError."""
         ready_check = ready
 
         class Handler(BaseHTTPRequestHandler):
@@ -81,16 +85,27 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # probes every few seconds are not news
 
-        self._server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        self.port = port
+        self._server: ThreadingHTTPServer | None = None
+        if port == 0:
+            log.info("%s: health and metrics server off (METRICS_PORT=0)", name)
+            return
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"{name}: the metrics port {host}:{port} is not available ({exc.strerror}); "
+                "set METRICS_PORT to a free port, or METRICS_PORT=0 to turn the metrics server off"
+            ) from None
         self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
         self._thread.start()
-        log.info("%s: health and metrics on port %d", name, self.port)
+        log.info("%s: health and metrics on port %d (%s)", name, self.port, host)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
 
 
 def _safe(check: Callable[[], bool]) -> bool:

@@ -12,6 +12,9 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+METRICS_PORTS = {"state": 9100, "validator": 9101, "scraper": 9102}
+"""Each processor's default metrics port (also what ``scrapeledger up`` gives them)."""
+
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
@@ -45,9 +48,16 @@ class Settings(BaseSettings):
     # --- identity ------------------------------------------------------------------------------
     pod_name: str = Field(default_factory=socket.gethostname, validation_alias=_env("POD_NAME"))
 
-    metrics_port: int = Field(
-        9000, ge=0, le=65535, validation_alias=_env("METRICS_PORT"),
-        description="Processors' /healthz, /readyz and /metrics port (the edge uses EDGE_PORT).",
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, validation_alias=_env("METRICS_PORT"),
+        description="Processors' /healthz, /readyz and /metrics port (the edge uses EDGE_PORT); "
+        "unset: one default per component (METRICS_PORTS), so all three run side by side on "
+        "one machine; 0 turns the server off.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", validation_alias=_env("METRICS_HOST"),
+        description="Address the processors' metrics server binds: loopback unless configured "
+        "(containers set 0.0.0.0 so probes and Prometheus reach it).",
     )
 
     # --- edge ----------------------------------------------------------------------------------
@@ -56,6 +66,11 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, validation_alias=_env("EDGE_MAX_FRAME_BYTES")
     )
     edge_drain_s: float = Field(10.0, ge=0, validation_alias=_env("EDGE_DRAIN_S"))
+    edge_ready_wait_s: float = Field(
+        30.0, ge=0, validation_alias=_env("EDGE_READY_WAIT_S"),
+        description="How long a WebSocket that connects while the edge is still connecting to "
+        "Kafka is held before it is closed with 1013 (try again later).",
+    )
     edge_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("EDGE_ALLOWED_ORIGINS"),
         description="Browser origins allowed to open a WebSocket besides the edge's own "
@@ -187,6 +202,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
+
+    def metrics_port_for(self, component: str) -> int:
+        """``component``'s metrics port: ``METRICS_PORT`` if set, else its own default."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        return METRICS_PORTS.get(component, 0)
 
     def topic(self, name: str) -> str:
         """The full topic name for a logical topic name."""

@@ -26,7 +26,8 @@ def _metrics_port(stack: Stack, name: str) -> int:
 
 
 def test_metrics_move_as_jobs_run(stack: Stack, pages: str) -> None:
-    stack.processors()
+    for name in ("state", "validator", "scraper"):
+        stack.start(name, METRICS_PORT=str(free_port()))
     url = stack.edge()
     edge = url.replace("ws://", "http://").rstrip("/")
     ports = {name: _metrics_port(stack, name) for name in ("state", "validator", "scraper")}
@@ -60,7 +61,7 @@ def test_readyz_is_not_ready_while_the_broker_is_down(tmp_path: Path) -> None:
                         state_dir=str(tmp_path / "state"), partitions=1)
     stack = Stack(settings, tmp_path)
     try:
-        proc = stack.start("validator")
+        proc = stack.start("validator", METRICS_PORT=str(free_port()))
         metrics = int(proc.wait_for(r"health and metrics on port (\d+)", timeout=60).group(1))
         proc.wait_for("waiting for Kafka", timeout=60)
         assert http_get(f"http://127.0.0.1:{metrics}/healthz")[0] == 200  # alive: no restart storm

@@ -340,6 +340,21 @@ def test_deployment_conventions(deployment: dict[str, Any]) -> None:
             assert probe in container, (container["name"], probe)
 
 
+def test_processors_serve_metrics_where_probes_and_prometheus_look() -> None:
+    # the metrics server binds loopback and a per-component port unless configured: the
+    # deployments must set both, to what their probes, annotations and compose expect
+    config = _one("ConfigMap", "scrapeledger-env")["data"]
+    assert config["METRICS_HOST"] == "0.0.0.0" and config["METRICS_PORT"] == "9000"
+    for deployment in _app_deployments():
+        if deployment["metadata"]["name"] == "edge":
+            continue
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == config["METRICS_PORT"]
+    compose = yaml.safe_load((ROOT / "compose.yml").read_text())
+    env = compose["x-scrapeledger"]["environment"]
+    assert env["METRICS_HOST"] == "0.0.0.0" and env["METRICS_PORT"] == "9000"
+
+
 def test_app_probes_and_ports() -> None:
     for deployment in _app_deployments():
         container = _containers(deployment)[0]
