@@ -9,6 +9,7 @@ clients reconnect to any pod and ``resume``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -16,12 +17,13 @@ from collections import defaultdict
 from typing import Any
 
 import tornado.httputil
+import tornado.log
 import tornado.netutil
 import tornado.web
 import tornado.websocket
 
 import ledger as L
-from scrapeledger.errors import BrokerError, ProtocolError
+from scrapeledger.errors import BrokerError, ConfigError, ProtocolError
 from scrapeledger.observability import JOBS_SUBMITTED, RESULTS_SENT, WS_CONNECTIONS, render
 from scrapeledger.redact import job_ref, url_ref
 from scrapeledger.settings import Settings
@@ -79,6 +81,7 @@ class Edge:
         self.pending_submits = 0
         self._server: GuardedHTTPServer | None = None
         self.port: int | None = None
+        self._connected = asyncio.Event()
 
     @property
     def vault(self) -> Vault:
@@ -109,18 +112,32 @@ class Edge:
         return bound
 
     async def connect(self) -> None:
-        """Start the Kafka side; ``/readyz`` turns ready once this pod's deliveries are read."""
+        """Start the Kafka side; ``/readyz`` turns ready once this pod's deliveries are read,
+        and connections held while it started go on."""
         self.kafka.start(asyncio.get_running_loop())
         await self.kafka.wait_ready(timeout=self.settings.broker_wait_s)
+        self._connected.set()
+
+    async def until_ready(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until this pod can serve jobs; whether it can."""
+        if not self.ready and not self._connected.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), timeout)
+        return self.ready
 
     def listen(self, port: int | None = None) -> int:
         """Serve HTTP at once, so liveness passes (and readiness says no) while Kafka is away."""
+        wanted = self.settings.edge_port if port is None else port
+        try:
+            sockets = tornado.netutil.bind_sockets(wanted, address="", backlog=LISTEN_BACKLOG)
+        except OSError as exc:
+            raise ConfigError(
+                f"the edge port {wanted} is not available ({exc.strerror}); choose another with "
+                "--port or EDGE_PORT (0 picks a free one)"
+            ) from None
         self._server = GuardedHTTPServer(
             self.application(), budget=self.connections,
             header_timeout_s=self.settings.edge_header_timeout_s,
-        )
-        sockets = tornado.netutil.bind_sockets(
-            self.settings.edge_port if port is None else port, address="", backlog=LISTEN_BACKLOG
         )
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
@@ -350,11 +367,14 @@ class JobSocket(tornado.websocket.WebSocketHandler):
             return True
         return super().check_origin(origin)
 
-    def open(self, *args: str, **kwargs: str) -> None:
+    async def open(self, *args: str, **kwargs: str) -> None:
+        """Accept the connection; one that arrives while the edge is still connecting to Kafka
+        is held (Tornado queues its frames until ``open`` returns) instead of refused, for up to
+        ``EDGE_READY_WAIT_S``: a client that tries the moment the edge listens is served."""
         if self.edge.draining:
             self.close(1001, "edge shutting down")
             return
-        if not self.edge.ready:
+        if not await self.edge.until_ready(self.edge.settings.edge_ready_wait_s):
             self.close(1013, "edge not ready; try again later")
             return
         self.edge.sockets.add(self)
@@ -435,6 +455,25 @@ def _ignore_closed(fut: asyncio.Future[None]) -> None:
             log.warning("write failed: %r", exc)
 
 
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access log, minus probes: a 503 from ``/readyz`` while the edge starts is the
+    answer a prober asked for, not an ERROR line (Tornado logs every 5xx as one)."""
+    status = handler.get_status()
+    if handler.request.path in _PROBES:
+        log_method = tornado.log.access_log.debug
+    elif status < 400:
+        log_method = tornado.log.access_log.info
+    elif status < 500:
+        log_method = tornado.log.access_log.warning
+    else:
+        log_method = tornado.log.access_log.error
+    log_method("%d %s %.2fms", status, handler._request_summary(),
+               1000.0 * handler.request.request_time())
+
+
 class Healthz(tornado.web.RequestHandler):
     """Liveness: the event loop answers. Never depends on Kafka (no restart storms)."""
 
@@ -467,18 +506,26 @@ class Readyz(tornado.web.RequestHandler):
 
 async def serve(settings: Settings, port: int | None = None) -> None:
     """Run an edge until SIGTERM/SIGINT, then drain. The ``scrapeledger edge`` entry point."""
+    from scrapeledger.clusters import attach
     from scrapeledger.topics import ensure_topics, wait_for_broker
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    got: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        got.append(sig)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     # a bad key stops the edge here, not per job
     edge = Edge(settings, Vault.from_settings(settings), fd_limit=raise_fd_limit())
     bound = edge.listen(port)
     admin = await loop.run_in_executor(
         None, lambda: wait_for_broker(settings, should_stop=stop.is_set)
     )
+    await loop.run_in_executor(None, lambda: attach(settings, f"edge {settings.pod_name}"))
     await loop.run_in_executor(None, lambda: ensure_topics(settings, admin=admin))
     await edge.connect()
     # one write: under PYTHONUNBUFFERED print() writes the newline separately, and a log line
@@ -486,5 +533,5 @@ async def serve(settings: Settings, port: int | None = None) -> None:
     sys.stdout.write(f"edge {settings.pod_name} ready on port {bound}\n")
     sys.stdout.flush()
     await stop.wait()
-    log.info("edge %s: SIGTERM, draining", settings.pod_name)
+    log.info("edge %s: %s, draining", settings.pod_name, got[0].name if got else "stop")
     await edge.drain()
