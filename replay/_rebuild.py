@@ -17,6 +17,16 @@ from ._reader import read_to_end
 
 
 @dataclass(frozen=True)
+class Change:
+    """One job-state record a rebuild writes: the job, its status in job-state (None where
+    job-state has no record of it) and the rebuilt status."""
+
+    job_id: str
+    before: str | None
+    after: str
+
+
+@dataclass(frozen=True)
 class RebuildResult:
     events: int
     jobs: int
@@ -25,6 +35,8 @@ class RebuildResult:
     unchanged: int
     seconds: float
     states: dict[str, L.JobState]
+    changes: tuple[Change, ...] = ()
+    """Every job whose state was (or, dry run, would be) written, in ledger order."""
 
     @property
     def events_per_s(self) -> float:
@@ -70,6 +82,7 @@ def rebuild(
     states, events, poison = fold_ledger(settings, on_total=on_total, on_event=on_event)
     current = latest_states(settings)
     written = unchanged = 0
+    changes: list[Change] = []
     producer = make_producer(settings, **{"linger.ms": 20})
     topic = settings.topic(T.JOB_STATE)
     for job_id, state in states.items():
@@ -95,7 +108,8 @@ def rebuild(
                 producer.produce(topic, key=job_id, value=state.to_json())
             producer.poll(0)
         written += 1
+        changes.append(Change(job_id, None if have is None else have.status, state.status))
     if producer.flush(60):
         raise BrokerError("rebuilt states were not all acknowledged")
     return RebuildResult(events, len(states), poison, written, unchanged,
-                         time.perf_counter() - start, states)
+                         time.perf_counter() - start, states, tuple(changes))

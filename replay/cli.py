@@ -16,6 +16,7 @@ from rich.table import Table
 
 import ledger as L
 from scrapeledger import topics as T
+from scrapeledger.clusters import attach
 from scrapeledger.errors import EventError, ScrapeledgerError, UnknownJobError
 from scrapeledger.redact import job_ref, url_ref
 from scrapeledger.settings import Settings
@@ -31,8 +32,19 @@ app = typer.Typer(no_args_is_help=True, help="Inspect and re-drive the job ledge
 err = Console(stderr=True)
 
 
+REDRIVE_STATUSES = ("dead_lettered", "failed")
+"""The statuses ``redrive --status`` selects among (a job in any other status is not stuck)."""
+
+
 def _settings() -> Settings:
-    return Settings()
+    """The settings, once the broker answered: a broker that is down fails the command at once,
+    with one line, instead of after librdkafka's connection errors for every retry."""
+    settings = Settings()
+    try:
+        attach(settings, "replay", timeout_s=10, fail_fast=True)
+    except ScrapeledgerError as exc:
+        raise _fail(exc) from None
+    return settings
 
 
 def _when(ts: float) -> str:
@@ -91,11 +103,18 @@ def history_cmd(
         return
     state = L.fold_all(events)[job_id]
     # a job id is the capability to read the job's result: the human view names it by prefix
-    table = Table(title=f"job {job_ref(job_id)}: {state.status} after {state.attempts} attempt(s)")
-    for col in ("at (UTC)", "event", "attempt", "source", "details"):
+    title = f"job {job_ref(job_id)}: {state.status} after {state.attempts} attempt(s)"
+    columns = ("at (UTC)", "event", "attempt", "source", "details")
+    rows = [(_when(e.at), e.TYPE, str(e.attempt or ""), e.source, _details(e)) for e in events]
+    if not sys.stdout.isatty():  # a pipe or file: whole lines, not a table cut to 80 columns
+        sys.stdout.write(f"# {title}\n# " + "\t".join(columns) + "\n")
+        sys.stdout.writelines("\t".join(row) + "\n" for row in rows)
+        return
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col)
-    for e in events:
-        table.add_row(_when(e.at), e.TYPE, str(e.attempt or ""), e.source, _details(e))
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 
@@ -104,6 +123,7 @@ def rebuild_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Fold only; write nothing.")] = False,
 ) -> None:
     """Recompute job-state from the ledger (safe while the service runs)."""
+    settings = _settings()
     with Progress(
         TextColumn("folding ledger"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err,
@@ -111,13 +131,16 @@ def rebuild_cmd(
         task = progress.add_task("fold", total=None)
         try:
             result = rebuild(
-                _settings(),
+                settings,
                 write=not dry_run,
                 on_total=lambda n: progress.update(task, total=n),
                 on_event=lambda: progress.advance(task),
             )
         except ScrapeledgerError as exc:
             raise _fail(exc) from None
+    for change in result.changes:
+        typer.echo(f"{'would write' if dry_run else 'wrote'} {change.job_id} "
+                   f"{change.before or '(none)'} -> {change.after}")
     typer.echo(
         f"rebuilt {result.jobs} jobs from {result.events} events in {result.seconds:.2f}s "
         f"({result.events_per_s:,.0f} events/s); {'would write' if dry_run else 'wrote'} "
@@ -131,16 +154,23 @@ def redrive_cmd(
     since: Annotated[str | None, typer.Option(help="Finished at or after (ISO or epoch).")] = None,
     until: Annotated[str | None, typer.Option(help="Finished at or before (ISO or epoch).")] = None,
     code: Annotated[list[str] | None, typer.Option("--code", help="Only this error code.")] = None,
-    status: Annotated[list[str] | None, typer.Option("--status", help="dead_lettered and/or failed.")] = None,
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", help=f"Only this status: {' or '.join(REDRIVE_STATUSES)} (repeatable).")] = None,
     reason: Annotated[str, typer.Option(help="Recorded in each JobRedriven event.")] = "manual redrive",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be redriven.")] = False,
 ) -> None:
     """Send dead-lettered or failed jobs back into the pipeline."""
+    wrong = sorted(set(status or ()) - set(REDRIVE_STATUSES))
+    if wrong:
+        raise typer.BadParameter(
+            f"{', '.join(wrong)} is not a status redrive selects; use {' or '.join(REDRIVE_STATUSES)}",
+            param_hint="--status",
+        )
     settings = _settings()
     try:
         picked = select(
             settings, job_ids=job or (), since=_parse_time(since), until=_parse_time(until),
-            codes=code or (), statuses=status or ("dead_lettered", "failed"),
+            codes=code or (), statuses=status or REDRIVE_STATUSES,
         )
         if job:
             missing = set(job) - {s.job_id for s in picked}

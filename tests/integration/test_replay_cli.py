@@ -130,3 +130,22 @@ def test_tail_follows_the_ledger_with_filters(stack: Stack, pages: str) -> None:
     lines = [orjson.loads(line) for line in out.splitlines()]
     assert [d["type"] for d in lines] == ["ScrapeSucceeded", "ScrapeSucceeded"]
     assert {d["job_id"] for d in lines} == {results[1]["job_id"], results[2]["job_id"]}
+
+
+def test_redrive_refuses_a_status_it_cannot_select_and_names_the_allowed_ones() -> None:
+    # `--status bogus` was accepted and found 0 jobs
+    out = subprocess.run([sys.executable, "-m", "scrapeledger.cli", "replay", "redrive", "--status", "bogus"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2
+    assert "bogus" in out.stderr and "dead_lettered or failed" in out.stderr
+
+
+def test_a_replay_command_with_the_broker_down_fails_at_once_in_one_line() -> None:
+    # it printed 10 s of librdkafka FAIL lines before its error
+    env = {"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    for args in (["history", L.new_job_id()], ["rebuild", "--dry-run"], ["tail", "--max", "1"]):
+        out = subprocess.run([sys.executable, "-m", "scrapeledger.cli", "replay", *args], env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 2, out
+        assert "FAIL" not in out.stderr and "Traceback" not in out.stderr
+        assert "is not reachable" in out.stderr and "KAFKA_BOOTSTRAP_SERVERS" in out.stderr
