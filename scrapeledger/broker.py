@@ -180,6 +180,17 @@ def _check_port_free(port: int, what: str) -> None:
             ) from exc
 
 
+def _if_free(port: int) -> int:
+    """``port`` if nothing listens on it now, else 0."""
+    if not port:
+        return 0
+    try:
+        _check_port_free(port, "client")
+    except LocalBrokerError:
+        return 0
+    return port
+
+
 def new_cluster_id() -> str:
     """Kafka's ``Uuid`` text form (base64url of 16 random bytes, never a leading '-'), without a JVM."""
     while True:
@@ -249,7 +260,9 @@ class LocalBroker:
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else self._make_temp_dir()
         self.heap = heap
-        self.port = port or int(self._state().get("port") or 0) or free_port()
+        # port 0: the port this data dir used before (a restart keeps its address), unless
+        # something else holds it now; then any free one
+        self.port = port or _if_free(int(self._state().get("port") or 0)) or free_port()
         self.started_in: float | None = None
         """Seconds the last ``start()`` took, from call to a topic being created."""
         self._proc: subprocess.Popen[str] | None = None
@@ -357,9 +370,9 @@ class LocalBroker:
         while cport in (0, self.port):
             cport = free_port()
         cluster_id = str(state.get("cluster_id") or new_cluster_id())
-        self._save_state({"port": self.port, "controller_port": cport, "cluster_id": cluster_id})
-        _check_port_free(self.port, "client")
+        _check_port_free(self.port, "client")  # before saving: a taken port is not this dir's
         _check_port_free(cport, "controller")
+        self._save_state({"port": self.port, "controller_port": cport, "cluster_id": cluster_id})
         logs = self.data_dir / "logs"
         props = self.data_dir / "server.properties"
         props.write_text(_SERVER_PROPERTIES.format(port=self.port, cport=cport, logs=logs))

@@ -96,7 +96,10 @@ class Child:
         return None if self.proc is None else self.proc.poll()
 
     def last_line(self) -> str:
-        return self.tail[-1] if self.tail else "(no output)"
+        """Its last output line; the last ``error:`` line if it printed one (a client library
+        may log after the process's own error, on the way out)."""
+        errors = [line for line in self.tail if line.startswith("error:")]
+        return errors[-1] if errors else (self.tail[-1] if self.tail else "(no output)")
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
