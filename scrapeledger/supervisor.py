@@ -192,6 +192,8 @@ class Stack:
         return False
 
     def _child_ready(self, child: Child) -> bool:
+        if child is self.broker:
+            return child.seen.is_set()
         if child is self.edge and child.port is None:
             if not child.seen.is_set() or child.match is None:
                 return False
