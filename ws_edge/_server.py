@@ -17,7 +17,6 @@ from collections import defaultdict
 from typing import Any
 
 import tornado.httputil
-import tornado.log
 import tornado.netutil
 import tornado.web
 import tornado.websocket
@@ -437,17 +436,6 @@ class JobSocket(tornado.websocket.WebSocketHandler):
         self.edge.disconnected(self, self.jobs)
 
 
-def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """Tornado's access line without the query string: ``?api_key=`` and the like stay out."""
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    request = handler.request
-    logging.getLogger("tornado.access").log(
-        level, "%d %s %s (%s) %.2fms", status, request.method, request.path, request.remote_ip,
-        1000.0 * request.request_time(),
-    )
-
-
 def _ignore_closed(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled():
         exc = fut.exception()
@@ -459,19 +447,18 @@ _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """Tornado's access log, minus probes: a 503 from ``/readyz`` while the edge starts is the
-    answer a prober asked for, not an ERROR line (Tornado logs every 5xx as one)."""
+    """Tornado's access line without the query string: ``?api_key=`` and the like stay out.
+    Probes log at DEBUG: a 503 from ``/readyz`` while the edge starts is the answer a prober
+    asked for, not an ERROR line (Tornado logs every 5xx as one)."""
     status = handler.get_status()
-    if handler.request.path in _PROBES:
-        log_method = tornado.log.access_log.debug
-    elif status < 400:
-        log_method = tornado.log.access_log.info
-    elif status < 500:
-        log_method = tornado.log.access_log.warning
-    else:
-        log_method = tornado.log.access_log.error
-    log_method("%d %s %.2fms", status, handler._request_summary(),
-               1000.0 * handler.request.request_time())
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    if request.path in _PROBES:
+        level = logging.DEBUG
+    logging.getLogger("tornado.access").log(
+        level, "%d %s %s (%s) %.2fms", status, request.method, request.path, request.remote_ip,
+        1000.0 * request.request_time(),
+    )
 
 
 class Healthz(tornado.web.RequestHandler):
