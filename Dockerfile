@@ -46,10 +46,14 @@ RUN groupadd --system --gid 10001 app \
 
 COPY --from=builder /opt/venv /opt/venv
 
+# one component per container: every processor serves /metrics on 9000 (EXPOSE below), on all
+# interfaces (outside containers the defaults are loopback and one port per component)
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    SCRAPELEDGER_STATE_DIR=/var/lib/scrapeledger/state
+    SCRAPELEDGER_STATE_DIR=/var/lib/scrapeledger/state \
+    METRICS_PORT=9000 \
+    METRICS_HOST=0.0.0.0
 
 USER 10001:10001
 WORKDIR /home/app

@@ -310,6 +310,8 @@ def test_dockerfile() -> None:
     assert len(froms) >= 2 and all(f.startswith("python:3.11-slim") for f in froms)
     assert instruction("USER")[-1].split(":")[0] not in ("root", "0")
     assert sorted(instruction("EXPOSE")[-1].split()) == ["3001", "9000"]
+    env = " ".join(instruction("ENV")).split()
+    assert "METRICS_PORT=9000" in env and "METRICS_HOST=0.0.0.0" in env  # what EXPOSE and probes expect
     (healthcheck,) = instruction("HEALTHCHECK")
     assert "urllib.request" in healthcheck and "http://127.0.0.1:${HEALTH_PORT:-3001}/healthz" in healthcheck
     assert (ROOT / ".dockerignore").exists()
