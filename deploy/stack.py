@@ -1,0 +1,164 @@
+"""The compose stack in containers: ``compose.yml`` plus ``deploy/compose.local.yml``, under podman-compose.
+
+podman-compose runs the compose file as Docker Compose would; two things differ on this machine
+and are handled here, not in the compose file:
+
+* podman 4.3 (Debian bookworm's) has no ``wait --condition=healthy``, so podman-compose starts the
+  app services without waiting for ``kafka`` to be healthy (it says so in a warning). That is
+  harmless: every process waits for the broker with back-off on its own (ARCHITECTURE: Startup).
+* no systemd, so nothing runs the health checks on their interval (``deploy.podman``):
+  :meth:`Stack.wait_healthy` runs each container's own check (``podman healthcheck run``) until it
+  passes, and reports how long after the container's start that was.
+
+A stack is one compose *project*: its containers, network and volumes carry the project's name,
+so several (a developer's and a test's) can run side by side, and :meth:`Stack.down` removes
+exactly its own, anonymous volumes included (``podman-compose down -v`` leaves those behind).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .podman import ContainersError, healthcheck, inspect, podman, run
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILES = (ROOT / "compose.yml", ROOT / "deploy" / "compose.local.yml")
+SERVICES = ("kafka", "edge", "validator", "scraper", "state")
+"""What ``up`` starts by default: kafka-ui is left out (its image cannot be had without a registry)."""
+KAFKA_UI = "kafka-ui"
+PROJECT_LABEL = "io.podman.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+
+
+def podman_compose() -> str:
+    """The podman-compose of this interpreter's environment (the project venv's, from ``[dev]``)."""
+    candidate = Path(sys.executable).with_name("podman-compose")
+    if not candidate.exists():
+        raise ContainersError(f"{candidate} is missing: ./dev setup installs it (pyproject [dev])")
+    return str(candidate)
+
+
+@dataclass
+class Stack:
+    """One compose project of ``files`` (relative paths resolve from the first file's directory)."""
+
+    project: str = "scrapeledger"
+    files: tuple[Path, ...] = COMPOSE_FILES
+    services: tuple[str, ...] = SERVICES
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Interpolation variables for the compose files (host ports, publish address), on top of ours."""
+
+    def compose(self, *args: str, timeout: float = 600.0) -> str:
+        command = [podman_compose(), "--in-pod=false", "-p", self.project]
+        for path in self.files:
+            command += ["-f", str(path)]
+        return run([*command, *args], timeout=timeout, env={**os.environ, **self.env}).stdout
+
+    def up(self) -> None:
+        """Create and start :attr:`services` (images must exist: nothing is built or pulled here)."""
+        self.compose("up", "-d", "--no-build", *self.services)
+
+    def containers(self, *, running_only: bool = False) -> dict[str, str]:
+        """Service name -> container name, for this project's containers (``podman ps``)."""
+        args = ["ps", "--format", "json", "--filter", f"label={PROJECT_LABEL}={self.project}"]
+        if not running_only:
+            args.insert(1, "-a")
+        listed = json.loads(podman(*args).stdout or "[]")
+        return {c["Labels"][SERVICE_LABEL]: c["Names"][0] for c in listed}
+
+    def container(self, service: str) -> str:
+        try:
+            return self.containers()[service]
+        except KeyError:
+            raise ContainersError(f"project {self.project} has no {service} container") from None
+
+    def wait_healthy(self, services: Iterable[str] | None = None, timeout: float = 300.0) -> dict[str, float]:
+        """Run each service's health check until it passes; return seconds from container start to healthy.
+
+        The checks run in turn (one at a time: Kafka's starts a JVM), so a figure is exact to
+        within one round of checks. A container that exits fails the wait with its last log lines.
+        """
+        names = self.containers()
+        pending = {s: names[s] for s in (services if services is not None else self.services)}
+        took: dict[str, float] = {}
+        deadline = time.monotonic() + timeout
+        while pending:
+            for service, container in list(pending.items()):
+                state = inspect(container)["State"]
+                if state["Status"] != "running":
+                    logs = podman("logs", "--tail", "30", container, check=False)
+                    raise ContainersError(
+                        f"{container} is {state['Status']} (exit {state.get('ExitCode')}):\n"
+                        f"{(logs.stdout + logs.stderr).strip()}"
+                    )
+                if healthcheck(container):
+                    took[service] = _since(state["StartedAt"])
+                    del pending[service]
+            if pending and time.monotonic() > deadline:
+                raise ContainersError(f"not healthy after {timeout:.0f}s: {', '.join(sorted(pending))}")
+        return took
+
+    def kill(self, service: str) -> None:
+        """SIGKILL the service's container (``podman kill``), as an OOM kill or a node loss would."""
+        podman("kill", "--signal", "KILL", self.container(service))
+
+    def start(self, service: str) -> None:
+        """Start the service's stopped container again (``restart: unless-stopped`` does not restart a
+        container that was killed with ``podman kill``: that counts as stopped by the user)."""
+        podman("start", self.container(service))
+
+    def volumes(self) -> set[str]:
+        """Every volume of this project's containers, named and anonymous."""
+        found: set[str] = set()
+        for container in self.containers().values():
+            for mount in inspect(container).get("Mounts") or []:
+                if mount.get("Type") == "volume" and mount.get("Name"):
+                    found.add(mount["Name"])
+        label = f"label={PROJECT_LABEL}={self.project}"
+        listed = podman("volume", "ls", "--format", "{{.Name}}", "--filter", label)
+        found.update(line for line in listed.stdout.split() if line)
+        return found
+
+    def down(self) -> None:
+        """``podman-compose down -v``, then remove the anonymous volumes it leaves behind."""
+        volumes = self.volumes()
+        self.compose("down", "-v", timeout=900)
+        leftover = [v for v in volumes if podman("volume", "exists", v, check=False).returncode == 0]
+        if leftover:
+            podman("volume", "rm", "--force", *leftover)
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Whatever of this project still exists: containers, pods, networks, volumes (empty after down)."""
+        label = f"label={PROJECT_LABEL}={self.project}"
+        found = {
+            "containers": podman("ps", "-a", "--format", "{{.Names}}", "--filter", label).stdout.split(),
+            "pods": podman("pod", "ps", "--format", "{{.Name}}", "--filter", label).stdout.split(),
+            "networks": [n for n in podman("network", "ls", "--format", "{{.Name}}").stdout.split()
+                         if n.startswith(f"{self.project}_")],
+            "volumes": podman("volume", "ls", "--format", "{{.Name}}", "--filter", label).stdout.split(),
+        }
+        return {kind: names for kind, names in found.items() if names}
+
+
+def _since(started_at: str) -> float:
+    """Seconds from a podman ``StartedAt`` timestamp (RFC 3339, nanoseconds) until now."""
+    from datetime import datetime
+
+    text = started_at.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    head, _, rest = text.partition(".")
+    if rest:  # python parses at most microseconds: cut the fraction to 6 digits
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        zone = rest[len(digits):]
+        text = f"{head}.{digits[:6]}{zone}"
+    return time.time() - datetime.fromisoformat(text).timestamp()
