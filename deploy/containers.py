@@ -60,8 +60,12 @@ def up() -> int:
         return 0
     stack = default_stack()
     began = time.monotonic()
-    stack.up()
-    took = stack.wait_healthy()
+    try:
+        stack.up()
+        took = stack.wait_healthy()
+    except ContainersError:
+        stack.down()  # half a stack helps nobody: the error says what to change (a busy port, ...)
+        raise
     print(f"up: every container healthy {time.monotonic() - began:.0f}s after podman-compose up", flush=True)
     for service, seconds in took.items():
         print(f"  {service:<10} healthy {seconds:5.1f}s after its start", flush=True)
@@ -102,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--base-again", action="store_true", help="debootstrap the base image again")
     sub.add_parser("up", help="build, start the compose stack, wait for every health check")
     sub.add_parser("down", help="remove the stack: containers, network, volumes")
-    t = sub.add_parser("test", help="build, then run tests/containers (extra args go to pytest)")
-    t.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    sub.add_parser("test", help="build, then run tests/containers (further arguments go to pytest)")
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "build":
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             return up()
         if args.command == "down":
             return down()
-        return test(args.pytest_args)
+        return test(extra)
     except ContainersError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
