@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILES = (ROOT / "compose.yml", ROOT / "deploy" / "compose.local.yml")
-SERVICES = ("kafka", "edge", "validator", "scraper", "state")
-"""What ``up`` starts by default: kafka-ui is left out (its image cannot be had without a registry)."""
+SERVICES = ("keys", "kafka", "edge", "validator", "scraper", "state")
+"""What ``up`` starts by default: kafka-ui is left out (its image cannot be had without a registry).
+``keys`` is a one-shot (it writes the shared key file and exits 0): it has no health check."""
 KAFKA_UI = "kafka-ui"
 PROJECT_LABEL = "io.podman.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -146,18 +147,25 @@ POLL_S = 0.5
 
 
 def _until_healthy(container: str, deadline: float) -> float:
-    """Seconds from ``container``'s start until its health check passed (raises past ``deadline``)."""
+    """Seconds from ``container``'s start until its health check passed (raises past ``deadline``).
+
+    A one-shot container (``restart: "no"``, such as ``keys``) counts once it exited 0: the
+    figure is then its run time. (It still has a health check: the image's ``HEALTHCHECK``.)
+    """
     while True:
         began = time.monotonic()
         info = inspect(container)
         state = info["State"]
-        if state["Status"] != "running":
+        restart = ((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+        if restart == "no" and state["Status"] in ("exited", "stopped") and state.get("ExitCode") == 0:
+            return _between(state["StartedAt"], state["FinishedAt"])
+        if state["Status"] not in ("created", "configured", "running"):  # created: not started yet
             logs = podman("logs", "--tail", "30", container, check=False)
             raise ContainersError(
                 f"{container} is {state['Status']} (exit {state.get('ExitCode')}):\n"
                 f"{(logs.stdout + logs.stderr).strip()}"
             )
-        if healthcheck(container, timeout=_check_timeout(info) + 5):
+        if state["Status"] == "running" and healthcheck(container, timeout=_check_timeout(info) + 5):
             return _since(state["StartedAt"])
         if time.monotonic() > deadline:
             raise ContainersError(f"{container} is not healthy by the deadline")
@@ -172,9 +180,18 @@ def _check_timeout(info: dict[str, Any]) -> float:
 
 def _since(started_at: str) -> float:
     """Seconds from a podman ``StartedAt`` timestamp (RFC 3339, nanoseconds) until now."""
+    return time.time() - _timestamp(started_at)
+
+
+def _between(started_at: str, finished_at: str) -> float:
+    return _timestamp(finished_at) - _timestamp(started_at)
+
+
+def _timestamp(text: str) -> float:
+    """A podman timestamp (RFC 3339 with nanoseconds) as epoch seconds."""
     from datetime import datetime
 
-    text = started_at.strip()
+    text = text.strip()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     head, _, rest = text.partition(".")
@@ -182,4 +199,4 @@ def _since(started_at: str) -> float:
         digits = "".join(ch for ch in rest if ch.isdigit())
         zone = rest[len(digits):]
         text = f"{head}.{digits[:6]}{zone}"
-    return time.time() - datetime.fromisoformat(text).timestamp()
+    return datetime.fromisoformat(text).timestamp()

@@ -136,7 +136,8 @@ def test_sigkill_of_edge_and_scraper_while_jobs_run_loses_no_job(deployed: Deplo
 def test_compose_down_leaves_nothing(deployed: Deployed) -> None:
     """Last in this module: ``down`` removes the project's containers, network and volumes."""
     stack = deployed.stack
-    assert set(stack.containers(running_only=True)) == {*APPS, "kafka", "pages"}
+    assert set(stack.containers(running_only=True)) == {*APPS, "kafka", "pages"}  # keys ran once, exited
+    assert inspect(stack.container("keys"))["State"]["ExitCode"] == 0
     stack.down()
     assert stack.leftovers() == {}
     assert stack.containers() == {}
