@@ -61,6 +61,18 @@ hypothesis_settings.register_profile("scrapeledger", deadline=None, print_blob=T
 hypothesis_settings.load_profile("scrapeledger")
 
 
+_CONTAINER_TESTS = Path(__file__).parent / "containers"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/containers builds images and runs a compose stack in podman (minutes): only a run that
+    names that directory collects it (``./dev containers test``, its own CI step), never ``./dev test``."""
+    if collection_path != _CONTAINER_TESTS:
+        return None
+    asked = (Path(arg.split("::")[0]).resolve() for arg in config.args)
+    return not any(path == _CONTAINER_TESTS or _CONTAINER_TESTS in path.parents for path in asked)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path) or "tests/chaos" in str(item.path):
