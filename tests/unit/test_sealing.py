@@ -44,6 +44,7 @@ class Written:
 class Sock:
     def __init__(self) -> None:
         self.jobs: set[str] = set()
+        self.starting = 1  # the job frame was admitted (JobSocket counts it until submit runs)
 
     def send(self, frame: bytes) -> None:
         pass
