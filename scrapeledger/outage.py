@@ -148,8 +148,8 @@ class KafkaChatterFilter(logging.Filter):
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.CRITICAL:
-            return True
+        if record.levelno >= logging.CRITICAL or record.name == __name__:
+            return True  # the outage clock's own lines are already one per back-off step
         text = record.getMessage()
         kind = next((c for c in _CHATTER if c in text), None)
         if kind is None:
@@ -164,7 +164,7 @@ class KafkaChatterFilter(logging.Filter):
         if count & (count - 1):  # not a power of two
             return False
         if count > 1:
-            record.msg = f"{text} [{count}th such message]"
+            record.msg = f"{text} [seen {count} times]"
             record.args = None
         return True
 

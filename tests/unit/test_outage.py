@@ -111,3 +111,10 @@ def test_a_lost_brokers_client_chatter_passes_once_per_back_off_step(clock: Cloc
     assert chatter.filter(record("Connection refused", name="scrapeledger.kafka"))  # its own count
     clock.now += O.QUIET_GAP_S + 1  # the next outage starts counting again
     assert chatter.filter(record('Kafka consumer error: 1/1 brokers are down code="-187"'))
+
+
+def test_the_outage_clocks_own_lines_are_not_filtered_again(clock: Clock) -> None:
+    chatter = O.KafkaChatterFilter()
+    lines = [logging.LogRecord(O.__name__, logging.WARNING, __file__, 1,
+                               "state: Kafka unusable (Connection refused)", None, None) for _ in range(3)]
+    assert all(chatter.filter(r) for r in lines)
