@@ -10,6 +10,9 @@ consumer.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +26,9 @@ import ledger as L
 from scrapeledger import topics as T
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config, make_producer, producer_config
 from scrapeledger.clusters import attach
-from scrapeledger.errors import ScrapeledgerError
+from scrapeledger.errors import BrokerOutageError, ScrapeledgerError
 from scrapeledger.observability import HealthServer, LagReporter
+from scrapeledger.outage import BROKER_ERRORS, Outage, retry
 from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
@@ -75,8 +79,43 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+Topology = Callable[["Processor"], None]
+"""Defines a processor's dataframes on ``proc.app`` (run again for every new Application)."""
+
+STABLE_S = 30.0
+"""An Application that ran this long before failing was healthy: its failure starts a new outage
+rather than continuing the last one."""
+
+
+def is_broker_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is Kafka going away (to ride out) rather than a bug (to crash on).
+
+    Quix Streams 3.28 raises its own ``BaseKafkaException`` subclasses (a failed checkpoint
+    commit: ``CheckpointConsumerCommitError`` "Waiting for coordinator"; a failed delivery;
+    a fenced static member), ``CheckpointProducerTimeout`` and ``KafkaBrokerUnavailableError``;
+    librdkafka raises ``KafkaException`` ("Local: Fatal error" of an idempotent producer); our
+    sinks raise ``BrokerError`` when a checkpoint's records could not be written.
+    """
+    from quixstreams.checkpointing.exceptions import CheckpointProducerTimeout
+    from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
+
+    kinds = (*BROKER_ERRORS, BaseKafkaException, CheckpointProducerTimeout, KafkaBrokerUnavailableError)
+    return isinstance(exc, kinds)
+
+
 class Processor:
-    """A Quix Streams application bound to Scrapeledger's topics."""
+    """A Quix Streams application bound to Scrapeledger's topics, restarted through outages.
+
+    When the broker goes away, Quix Streams' run loop raises (a checkpoint commit that cannot
+    reach the group coordinator, an idempotent producer gone fatal, a static member fenced after
+    the broker's restart) and its Application is finished: its consumer is closed and its
+    producer may be unusable. Instead of patching Quix's internals, :meth:`run` builds a **new**
+    Application (new consumer, new producers, the same state dir, the same topology) in the same
+    process and runs it again, with back-off, until the broker is back or it has been away
+    longer than ``SCRAPELEDGER_BROKER_OUTAGE_S``. The new consumer resumes from the group's last
+    committed offsets (at-least-once, as after a crash), the crash log is kept (nothing died), and
+    a new member with the same ``group.instance.id`` takes over the fenced one's partitions.
+    """
 
     def __init__(
         self,
@@ -89,39 +128,82 @@ class Processor:
         salvage: Callable[[L.Event], list[L.Event]] | None = None,
     ) -> None:
         """``salvage`` turns an event this processor gave up on into events that keep what the
-        job cannot do without (the materializer keeps the client's pod of a ``JobSubmitted``)."""
+        job cannot do without (the materializer keeps the client's pod of a ``JobSubmitted``).
+
+        Call :meth:`define` with the topology before :meth:`run`."""
         self.settings = settings
         self.salvage = salvage
         self.name = name
+        self._commit_interval = settings.commit_interval_s if commit_interval is None else commit_interval
+        self._commit_every = commit_every
+        self._stateful = stateful
+        self._stopping = threading.Event()
+        self._topology: Topology | None = None
+        self._topics: dict[str, Topic] = {}
         # up before the broker wait: liveness must pass (no restart storm while Kafka is down)
         # and readiness must answer "not ready" rather than refuse connections
         self.health = HealthServer(settings.metrics_port_for(name), self.assigned, name,
                                    settings.metrics_host)
-        admin = T.wait_for_broker(settings)
-        attach(settings, name)
-        T.ensure_topics(settings, admin=admin)
+        T.wait_for_broker(settings)
+        # which cluster, and whether it is ours to create topics on (the default address)
+        retry(settings, f"{name} start-up", lambda: attach(settings, name))
         self.specs = {s.name: s for s in T.topic_specs(settings)}
-        self.crashes: CrashLog = read_crash_log(settings, name)
-        self.app = Application(
+
+        def start_up() -> tuple[CrashLog, tuple[int, dict[str, str]]]:
+            # a broker that has just come up answers metadata before its partitions have
+            # leaders (NOT_LEADER_FOR_PARTITION): every start-up read is retried as a whole
+            admin = T.admin_client(settings)
+            T.ensure_topics(settings, admin=admin)
+            return read_crash_log(settings, name), T.replication(settings, admin)
+
+        self.crashes, (self._rf, self._rf_config) = retry(settings, f"{name} start-up", start_up)
+
+    def define(self, topology: Topology) -> Processor:
+        """Build the Application and run ``topology`` on it (again on every restart)."""
+        self._topology = topology
+        self.app = self._build()
+        return self
+
+    def _new_app(self) -> Application:
+        settings = self.settings
+        return Application(
             broker_address=settings.bootstrap_servers,
-            consumer_group=settings.group(name),
+            consumer_group=settings.group(self.name),
             auto_offset_reset="earliest",
-            commit_interval=settings.commit_interval_s if commit_interval is None else commit_interval,
-            commit_every=commit_every,
+            commit_interval=self._commit_interval,
+            commit_every=self._commit_every,
             consumer_extra_config=consumer_config(settings),
             producer_extra_config={
-                k: v for k, v in producer_config(settings).items() if k != "bootstrap.servers"
+                k: v for k, v in producer_config(settings).items()
+                if k not in ("bootstrap.servers", "logger")  # Quix passes its own logger
             },
             state_dir=f"{settings.state_dir}/{settings.pod_name}",
             loglevel=None,
             auto_create_topics=True,
-            use_changelog_topics=stateful,
+            use_changelog_topics=self._stateful,
             auto_recover_from_source_offset_out_of_range=False,
             on_processing_error=self._on_processing_error,
             request_timeout=30,
-            broker_availability_timeout=max(settings.broker_wait_s, 120.0),
+            # Quix gives up after this much continuous unavailability; so do we (run())
+            broker_availability_timeout=settings.broker_outage_s,
         )
-        self._topics: dict[str, Topic] = {}
+
+    def _build(self, outage: Outage | None = None) -> Application:
+        """A new Application with the topology defined; retried while the broker is away
+        (defining a topic asks the broker about it)."""
+        assert self._topology is not None, "define() the topology first"
+        outage = outage or Outage(self.settings, self.name)
+        while True:
+            try:
+                self._topics = {}
+                self.app = self._new_app()
+                self._topology(self)
+                return self.app
+            except Exception as exc:
+                if not is_broker_failure(exc):
+                    raise
+                if self._stopping.wait(outage.failed(exc)):
+                    raise BrokerOutageError(f"{self.name}: stopped while Kafka was unusable") from exc
 
     def topic(self, name: str) -> Topic:
         """The Quix ``Topic`` for a logical topic, with the spec's config (bytes in, ``Out`` out)."""
@@ -136,8 +218,8 @@ class Processor:
                 value_serializer=OutSerializer(),
                 config=TopicConfig(
                     num_partitions=spec.partitions,
-                    replication_factor=self.settings.replication_factor,
-                    extra_config=dict(spec.config),
+                    replication_factor=self._rf,
+                    extra_config={**spec.config, **self._rf_config},
                 ),
             )
             self._topics[name] = found
@@ -154,14 +236,51 @@ class Processor:
         return bool(consumer is not None and consumer.assignment())
 
     def run(self) -> None:
+        """Run the Application until SIGTERM/SIGINT; through a broker outage, run a new one."""
         log.info("%s started (group %s)", self.name, self.settings.group(self.name))
         lag = LagReporter(self.settings, self.name)
+        outage = Outage(self.settings, self.name)
         try:
-            self.app.run()
+            while not self._stopping.is_set():
+                began = time.monotonic()
+                try:
+                    self.app.run()  # installs its own SIGTERM/SIGINT handlers: a stop returns
+                    break
+                except Exception as exc:
+                    if not is_broker_failure(exc):
+                        raise
+                    self._ride_out(exc, outage, ran_s=time.monotonic() - began)
         finally:
             lag.close()
             self.health.close()
         log.info("%s stopped", self.name)
+
+    def _ride_out(self, exc: Exception, outage: Outage, *, ran_s: float) -> None:
+        """The Application died of the broker: pause, then build a new one (or give up)."""
+        from quixstreams.kafka.exceptions import KafkaBrokerUnavailableError
+
+        if isinstance(exc, KafkaBrokerUnavailableError):  # already away for the whole budget
+            raise BrokerOutageError(
+                f"{self.name}: Kafka at {self.settings.bootstrap_servers} unusable for longer "
+                f"than SCRAPELEDGER_BROKER_OUTAGE_S={self.settings.broker_outage_s:g}; giving up"
+            ) from exc
+        if ran_s > STABLE_S:
+            outage.recovered()
+        if outage.began is None:
+            log.warning("%s: the application stopped on a Kafka error (%s: %s); starting a new "
+                        "one", self.name, type(exc).__name__, exc)
+        pause = outage.failed(exc)
+        # between two Applications nobody handles signals: a stop must end the wait
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stopping.set())
+        if self._stopping.wait(pause):
+            return
+        try:
+            self._build(outage)
+        except BrokerOutageError:
+            if self._stopping.is_set():
+                return
+            raise
 
     def _on_processing_error(self, exc: Exception, row: Any, logger: logging.Logger) -> bool:
         """A step raised: count the failure in the ledger, then crash, or at the limit give up.
@@ -173,6 +292,11 @@ class Processor:
         crashes and restarts, and the ``max_processing_failures``-th failure dead-letters the
         job (``processing_error``, in the ledger and the DLQ) and skips the record.
         """
+        if is_broker_failure(exc):
+            # not this record's fault: no failure counted; run() starts a new Application
+            log.warning("%s: Kafka error while processing (%s); not counted against the record",
+                        self.name, exc)
+            return False
         key = row.key if isinstance(row.key, str) else None
         if row.topic != self.settings.topic(T.LEDGER) or not key:
             log.error("%s failed processing a record of %s: %r", self.name, row.topic, exc)

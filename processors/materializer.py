@@ -21,7 +21,7 @@ import ledger as L
 from scrapeledger import faults
 from scrapeledger import topics as T
 from scrapeledger.clients import make_producer
-from scrapeledger.errors import EventError, ScrapeledgerError
+from scrapeledger.errors import BrokerError, EventError
 from scrapeledger.observability import EVENTS, JOB_SECONDS, JOBS_FINISHED, POISON
 from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
@@ -162,23 +162,27 @@ class OutSink(BaseSink):
         left = self._producer.flush(30)
         errors, self._errors = self._errors, []
         if left or errors:
-            raise ScrapeledgerError(f"materializer outputs not written: {left} unsent, errors {errors[:3]}")
+            raise BrokerError(f"materializer outputs not written: {left} unsent, errors {errors[:3]}")
 
 
 def build(settings: Settings) -> Processor:
-    proc = Processor(settings, "state", stateful=True, salvage=salvage)
-    for name in (T.JOB_STATE, T.DELIVERIES, T.DLQ):
-        proc.topic(name)
-    sdf = proc.app.dataframe(proc.topic(T.LEDGER))
     pod, fault_spec = settings.pod_name, settings.faults
-    sdf = sdf.apply(
-        lambda raw, key, ts, headers, state: materialize_step(raw, key, state, pod, fault_spec),
-        stateful=True,
-        metadata=True,
-        expand=True,
-    )
-    sdf.sink(OutSink(settings))
-    return proc
+
+    def topology(proc: Processor) -> None:
+        for name in (T.JOB_STATE, T.DELIVERIES, T.DLQ):
+            proc.topic(name)
+        sdf = proc.app.dataframe(proc.topic(T.LEDGER))
+        sdf = sdf.apply(
+            lambda raw, key, ts, headers, state: materialize_step(raw, key, state, pod, fault_spec),
+            stateful=True,
+            metadata=True,
+            expand=True,
+        )
+        # a new sink (a new producer) per Application: an idempotent producer that went fatal
+        # in an outage ("Local: Fatal error") cannot be used again
+        sdf.sink(OutSink(settings))
+
+    return Processor(settings, "state", stateful=True, salvage=salvage).define(topology)
 
 
 def main(settings: Settings | None = None) -> None:

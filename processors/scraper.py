@@ -42,7 +42,7 @@ from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff
 from scrapeledger import faults
 from scrapeledger import topics as T
 from scrapeledger.clients import AsyncProducer
-from scrapeledger.errors import CredentialsUnreadableError, EventError, ScrapeledgerError
+from scrapeledger.errors import BrokerError, CredentialsUnreadableError, EventError, ScrapeledgerError
 from scrapeledger.observability import ATTEMPTS, EVENTS, FETCH_SECONDS, IN_FLIGHT, REPLAYS_SKIPPED
 from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
@@ -221,6 +221,8 @@ class FetchSink(BaseSink):
     # --- lifecycle ---------------------------------------------------------------------------
 
     def setup(self) -> None:
+        if self._loop is not None:  # every Application start calls it; one loop per process
+            return
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(target=loop.run_forever, name="scraper-loop", daemon=True)
@@ -301,7 +303,7 @@ class FetchSink(BaseSink):
                 log.error("scrape attempt could not record its result: %r", exc)
         if failures:
             # abort the checkpoint: offsets stay uncommitted, the attempts are replayed
-            raise ScrapeledgerError(f"{failures} attempt(s) could not be recorded in Kafka")
+            raise BrokerError(f"{failures} attempt(s) could not be recorded in Kafka")
 
     @property
     def _body_limit(self) -> int:
@@ -426,11 +428,18 @@ def build(settings: Settings) -> tuple[Processor, FetchSink]:
     # Commit less often than the other processors: each checkpoint waits for every fetch it
     # started, so a longer interval keeps the 64-wide window full between barriers.
     proc = Processor(settings, "scraper", commit_interval=max(settings.commit_interval_s, 2.0))
-    sink = FetchSink(settings, proc.crashes)
-    sdf = proc.app.dataframe(proc.topic(T.LEDGER))
     crashes = proc.crashes
-    sdf = sdf.apply(lambda raw: scrape_trigger(raw, crashes)).filter(lambda trigger: trigger is not None)
-    sdf.sink(sink)
+    # one sink for the process's life, across the Applications of a broker outage: attempts in
+    # flight when the broker went away finish (their producer retries) and the next
+    # Application's first checkpoint waits for them
+    sink = FetchSink(settings, crashes)
+
+    def topology(proc: Processor) -> None:
+        sdf = proc.app.dataframe(proc.topic(T.LEDGER))
+        sdf = sdf.apply(lambda raw: scrape_trigger(raw, crashes)).filter(lambda trigger: trigger is not None)
+        sdf.sink(sink)
+
+    proc.define(topology)
     return proc, sink
 
 

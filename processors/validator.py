@@ -147,14 +147,15 @@ def validate_step(
 
 
 def build(settings: Settings) -> Processor:
-    proc = Processor(settings, "validator")
-    proc.topic(T.LEDGER)
-    sdf = proc.app.dataframe(proc.topic(T.LEDGER))
     trusted = trusted_proxies(settings)
     vault = Vault.from_settings(settings)
-    sdf = sdf.apply(lambda raw: validate_step(raw, settings, vault, trusted), expand=True)
-    sdf.to_topic(proc.route, key=out_key)
-    return proc
+
+    def topology(proc: Processor) -> None:
+        sdf = proc.app.dataframe(proc.topic(T.LEDGER))
+        sdf = sdf.apply(lambda raw: validate_step(raw, settings, vault, trusted), expand=True)
+        sdf.to_topic(proc.route, key=out_key)
+
+    return Processor(settings, "validator").define(topology)
 
 
 def main(settings: Settings | None = None) -> None:

@@ -6,10 +6,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from scrapeledger.clients import fetch_config
+from scrapeledger.clients import KAFKA_LOG, fetch_config
 from scrapeledger.errors import BrokerUnavailableError
 from scrapeledger.partitioner import partition_for
 from scrapeledger.settings import Settings
@@ -27,20 +28,64 @@ def consumer(settings: Settings, **extra: object) -> Consumer:
             "enable.partition.eof": False,
             **fetch_config(settings),
             "log_level": 3,
+            "logger": KAFKA_LOG,
             **extra,
         }
     )
 
 
+TRANSIENT_S = 30.0
+"""How long a read retries what a broker that has just started (or lost a node) answers for a
+moment - no leader yet, NOT_LEADER_FOR_PARTITION, a request timeout - before it fails."""
+
+_T = TypeVar("_T")
+
+
+def _transient(exc: KafkaException) -> bool:
+    err = exc.args[0] if exc.args else None
+    return isinstance(err, KafkaError) and (
+        err.retriable()
+        or err.code() in (
+            KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+            KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+            KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        )
+    )
+
+
+def _retrying(call: Callable[[], _T], what: str, timeout: float = TRANSIENT_S) -> _T:
+    """``call()``, retried with back-off while it fails transiently, for up to ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if not _transient(exc) or time.monotonic() > deadline:
+                raise BrokerUnavailableError(f"{what}: {exc}") from None
+            log.debug("%s: %s; retrying", what, exc)
+            time.sleep(delay)  # back-off between retries of a failed broker call
+            delay = min(delay * 2, 2.0)
+
+
 def partitions_of(c: Consumer, topic: str, timeout: float = 10.0) -> list[int]:
-    try:
+    """The topic's partitions, once each has a leader (retried for a moment, see TRANSIENT_S)."""
+
+    def look() -> list[int]:
         meta = c.list_topics(topic, timeout=timeout)
-    except KafkaException as exc:
-        raise BrokerUnavailableError(f"cannot read topic {topic}: {exc}") from None
-    info = meta.topics.get(topic)
-    if info is None or info.error is not None:
-        raise BrokerUnavailableError(f"topic {topic} does not exist (is this the right prefix?)")
-    return sorted(info.partitions)
+        info = meta.topics.get(topic)
+        if info is None or info.error is not None:
+            err = info.error if info is not None else None
+            if isinstance(err, KafkaError) and err.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaException(err)
+            raise BrokerUnavailableError(f"topic {topic} does not exist (is this the right prefix?)")
+        leaderless = [p for p in info.partitions.values() if p.leader < 0 or p.error is not None]
+        if leaderless:
+            raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE,
+                                            f"{topic} has partitions without a leader"))
+        return sorted(info.partitions)
+
+    return _retrying(look, f"cannot read topic {topic}")
 
 
 def read_to_end(
@@ -60,10 +105,10 @@ def read_to_end(
         ends: dict[int, int] = {}
         assignment = []
         for p in parts:
-            try:
-                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            except KafkaException as exc:
-                raise BrokerUnavailableError(f"cannot read {topic}[{p}]: {exc}") from None
+            low, high = _retrying(
+                lambda p=p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10),  # type: ignore[misc]
+                f"cannot read {topic}[{p}]",
+            )
             first = max(low, (start or {}).get(p, low))
             if high > first:
                 ends[p] = high

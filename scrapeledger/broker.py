@@ -34,10 +34,11 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -211,25 +212,25 @@ brokers (Strimzi) keep their own JVM settings."""
 _SERVER_PROPERTIES = """\
 # written by scrapeledger.broker on every start; edits are overwritten
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{cport}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={logs}
-# one node: every internal topic has replication factor 1 and few partitions
+# internal topics: replicated on every node of a cluster (1 on a single node), few partitions
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
+default.replication.factor={rf}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={rf}
 offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={min_isr}
 transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={rf}
+share.coordinator.state.topic.min.isr={min_isr}
 share.coordinator.state.topic.num.partitions=1
 # the first consumer group joins at once instead of after 3 s
 group.initial.rebalance.delay.ms=0
@@ -245,6 +246,18 @@ log.segment.bytes=104857600
 """
 
 
+@dataclass(frozen=True)
+class ClusterNode:
+    """What one node of a :class:`LocalCluster` shares with the others."""
+
+    node_id: int
+    controller_port: int
+    voters: str
+    """``controller.quorum.voters``: every node is a voter (combined broker+controller)."""
+    cluster_id: str
+    size: int
+
+
 class LocalBroker:
     """One local Kafka node: ``with LocalBroker(port=0) as broker: use(broker.bootstrap)``.
 
@@ -254,9 +267,14 @@ class LocalBroker:
     directory a temporary one is used and removed by ``stop()``.
     """
 
-    def __init__(self, port: int = 9092, data_dir: Path | None = None, heap: str = "384m") -> None:
+    def __init__(
+        self, port: int = 9092, data_dir: Path | None = None, heap: str = "384m",
+        node: ClusterNode | None = None,
+    ) -> None:
+        """``node`` makes this broker one node of a :class:`LocalCluster`."""
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be 0..65535, not {port}")
+        self.node = node
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else self._make_temp_dir()
         self.heap = heap
@@ -363,19 +381,33 @@ class LocalBroker:
 
     def _start(self, deadline: float) -> None:
         """Everything ``start()`` does that may fail and then needs cleaning up."""
+        cluster_id = self.launch()
+        self._wait_ready(deadline, cluster_id)
+
+    def launch(self) -> str:
+        """Format (first time only) and start the JVM without waiting; returns the cluster id.
+
+        :class:`LocalCluster` launches every node before it waits for any: a node is usable
+        only once a majority of the controller quorum runs."""
         jvm = self._jvm(self.heap)
         self._check_abort()
         state = self._state()
-        cport = int(state.get("controller_port") or 0)
+        node = self.node
+        cport = node.controller_port if node is not None else int(state.get("controller_port") or 0)
         while cport in (0, self.port):
             cport = free_port()
-        cluster_id = str(state.get("cluster_id") or new_cluster_id())
+        cluster_id = node.cluster_id if node is not None else str(state.get("cluster_id") or new_cluster_id())
         _check_port_free(self.port, "client")  # before saving: a taken port is not this dir's
         _check_port_free(cport, "controller")
         self._save_state({"port": self.port, "controller_port": cport, "cluster_id": cluster_id})
         logs = self.data_dir / "logs"
         props = self.data_dir / "server.properties"
-        props.write_text(_SERVER_PROPERTIES.format(port=self.port, cport=cport, logs=logs))
+        size = node.size if node is not None else 1
+        props.write_text(_SERVER_PROPERTIES.format(
+            port=self.port, cport=cport, logs=logs, node_id=node.node_id if node is not None else 1,
+            voters=node.voters if node is not None else f"1@127.0.0.1:{cport}",
+            rf=min(size, 3), min_isr=2 if size >= 3 else 1,
+        ))
         formatted = _formatted_cluster_id(logs)
         if formatted is None:
             self._format(self._jvm("128m", short_lived=True), props, cluster_id)
@@ -384,7 +416,14 @@ class LocalBroker:
             self._save_state({"port": self.port, "controller_port": cport, "cluster_id": cluster_id})
         self._check_abort()
         self._launch(jvm, props)
-        self._wait_ready(deadline, cluster_id)
+        return cluster_id
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """After :meth:`launch`: wait until this node creates a topic (see :meth:`start`)."""
+        state = self._state()
+        began = time.monotonic()
+        self._wait_ready(began + timeout, str(state.get("cluster_id") or ""))
+        self.started_in = time.monotonic() - began
 
     def _format(self, jvm: list[str], props: Path, cluster_id: str) -> None:
         """``kafka-storage.sh format``: writes meta.properties and the bootstrap metadata."""
@@ -558,6 +597,141 @@ class LocalBroker:
         self.stop()
 
 
+_CLUSTER_FILE = "scrapeledger-cluster.json"
+
+
+class LocalCluster:
+    """Several local Kafka nodes in one cluster: ``scrapeledger broker --nodes 3``.
+
+    Every node is a combined broker+controller (``process.roles=broker,controller``) and a voter
+    of a static quorum, so three JVMs (not six) give a cluster that survives the loss of any one
+    node: the controller quorum keeps its majority and every topic (replication factor 3,
+    ``min.insync.replicas=2``) keeps taking writes. Node *i* lives in ``DATA_DIR/node-i`` with its
+    own ports; the ports and the cluster id are kept in ``DATA_DIR``, so a killed node comes back
+    on the same address with its log (:meth:`kill` / :meth:`restart`).
+    """
+
+    def __init__(
+        self, nodes: int = 3, port: int = 9092, data_dir: Path | None = None, heap: str = "256m"
+    ) -> None:
+        if nodes < 2:
+            raise ValueError("a cluster has at least 2 nodes; use LocalBroker for one")
+        if port and not 0 < port <= 65535 - nodes:
+            raise ValueError(f"ports {port}..{port + nodes - 1} are not all valid")
+        self._owns_dir = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir is not None else LocalBroker._make_temp_dir()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        state = self._state()
+        if not state:
+            taken: set[int] = set()
+
+            def pick(wanted: int) -> int:
+                chosen = wanted
+                while not chosen or chosen in taken:
+                    chosen = free_port()
+                taken.add(chosen)
+                return chosen
+
+            ports = [pick(port + i if port else 0) for i in range(nodes)]
+            state = {
+                "cluster_id": new_cluster_id(),
+                "ports": ports,
+                "controller_ports": [pick(0) for _ in range(nodes)],
+            }
+            pending = self.data_dir / f"{_CLUSTER_FILE}.tmp"
+            pending.write_text(json.dumps(state, indent=1))
+            pending.replace(self.data_dir / _CLUSTER_FILE)
+        ports, cports = list(state["ports"]), list(state["controller_ports"])
+        if len(ports) != nodes:
+            raise LocalBrokerError(f"{self.data_dir} holds a {len(ports)}-node cluster, not {nodes}")
+        voters = ",".join(f"{i + 1}@127.0.0.1:{cp}" for i, cp in enumerate(cports))
+        self.brokers = [
+            LocalBroker(
+                port=ports[i], data_dir=self.data_dir / f"node-{i + 1}", heap=heap,
+                node=ClusterNode(i + 1, cports[i], voters, str(state["cluster_id"]), nodes),
+            )
+            for i in range(nodes)
+        ]
+        self.started_in: float | None = None
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            loaded = json.loads((self.data_dir / _CLUSTER_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's address: clients keep working while any one of them is down."""
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    @property
+    def _abort(self) -> threading.Event:
+        return self.brokers[0]._abort
+
+    def running(self) -> bool:
+        """Whether every node's JVM is alive."""
+        return all(b.running() for b in self.brokers)
+
+    def log_tail(self, lines: int = _LOG_TAIL) -> str:
+        return "\n".join(f"[node {b.node.node_id if b.node else '?'}]\n{b.log_tail(lines // 2)}"
+                         for b in self.brokers)
+
+    def start(self, timeout: float = 180.0) -> str:
+        """Launch every node, then wait until each one is usable; returns the bootstrap."""
+        began = time.monotonic()
+        try:
+            for b in self.brokers:
+                b._abort = self._abort  # one abort (a signal during start-up) for every node
+                if not b.running():
+                    b.data_dir.mkdir(parents=True, exist_ok=True)
+                    b.launch()
+            for b in self.brokers:
+                b.wait_ready(max(1.0, began + timeout - time.monotonic()))
+        except BaseException:
+            self.stop(timeout=10)
+            raise
+        self.started_in = time.monotonic() - began
+        log.info("Kafka %s cluster of %d nodes usable at %s after %.1fs",
+                 KAFKA_VERSION, len(self.brokers), self.bootstrap, self.started_in)
+        return self.bootstrap
+
+    def kill(self, index: int) -> None:
+        """SIGKILL node ``index`` (0-based); the others carry on."""
+        self.brokers[index].kill()
+
+    def restart(self, index: int, timeout: float = 120.0) -> None:
+        """Start node ``index`` again on its directory and ports; returns once it is usable."""
+        self.brokers[index].start(timeout)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Stop every node (SIGTERM, all at once); returns the first non-clean exit code or 0."""
+        for b in self.brokers:
+            b._signal(signal.SIGTERM)
+        worst: int | None = 0
+        for b in self.brokers:
+            code = b.stop(timeout)
+            if code not in (0, 143, -signal.SIGTERM, None) and worst == 0:
+                worst = code
+        if self._owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            _TEMP_DIRS.discard(self.data_dir)
+        return worst
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 def _formatted_cluster_id(logs: Path) -> str | None:
     """The cluster id in ``meta.properties`` if the log dir is formatted, else None."""
     try:
@@ -593,14 +767,17 @@ def _reap_at_exit() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def run_foreground(port: int, data_dir: Path | None) -> int:
+def run_foreground(port: int, data_dir: Path | None, nodes: int = 1) -> int:
     """``scrapeledger broker``: start, print one ``broker ready at HOST:PORT ...`` line, run until signalled.
 
     Other processes (``scrapeledger up``, tests) read stdout for that line instead of guessing with
     sleeps, so it is printed only once the broker is usable and is the only line on stdout.
     SIGTERM/SIGINT stop the broker cleanly and return 0; a broker that dies returns 1.
     """
-    broker = LocalBroker(port=port, data_dir=data_dir)
+    broker: LocalBroker | LocalCluster = (
+        LocalBroker(port=port, data_dir=data_dir) if nodes == 1
+        else LocalCluster(nodes, port=port, data_dir=data_dir)
+    )
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -621,7 +798,8 @@ def run_foreground(port: int, data_dir: Path | None) -> int:
         # one write, so no log line from another thread can split it (PYTHONUNBUFFERED)
         sys.stdout.write(
             f"broker ready at {broker.bootstrap} "
-            f"(Apache Kafka {KAFKA_VERSION}, started in {broker.started_in or 0.0:.1f} s)\n"
+            f"(Apache Kafka {KAFKA_VERSION}{f', {nodes} nodes' if nodes > 1 else ''}, "
+            f"started in {broker.started_in or 0.0:.1f} s)\n"
         )
         sys.stdout.flush()
         while not stopping.wait(0.5):
@@ -642,42 +820,49 @@ def run_foreground(port: int, data_dir: Path | None) -> int:
             signal.signal(sig, handler)
 
 
-_USAGE = "usage: python -m scrapeledger.broker [--port PORT] [--data-dir DIR]"
+_USAGE = "usage: python -m scrapeledger.broker [--port PORT] [--data-dir DIR] [--nodes N]"
 
 
-def _parse_args(argv: list[str]) -> tuple[int, Path | None]:
-    """``--port N`` / ``--port=N`` and ``--data-dir D``; the CLI proper is ``scrapeledger broker``."""
-    port, data_dir = 9092, None
+def _parse_args(argv: list[str]) -> tuple[int, Path | None, int]:
+    """``--port N`` / ``--port=N``, ``--data-dir D`` and ``--nodes N``; the CLI proper is
+    ``scrapeledger broker``."""
+    port, data_dir, nodes = 9092, None, 1
     args = iter(argv)
     for arg in args:
         if arg in ("-h", "--help"):
             print(_USAGE)
             raise SystemExit(0)
         name, has_value, value = arg.partition("=")
-        if name not in ("--port", "--data-dir"):
+        if name not in ("--port", "--data-dir", "--nodes"):
             raise SystemExit(f"{_USAGE}\nunknown argument: {arg}")
         if not has_value:
             value = next(args, "")
             if not value:
                 raise SystemExit(f"{_USAGE}\n{name} needs a value")
-        if name == "--port":
+        if name in ("--port", "--nodes"):
             try:
-                port = int(value)
+                number = int(value)
             except ValueError:
-                raise SystemExit(f"{_USAGE}\n--port needs a number, not {value!r}") from None
+                raise SystemExit(f"{_USAGE}\n{name} needs a number, not {value!r}") from None
+            if name == "--port":
+                port = number
+            else:
+                nodes = number
         else:
             data_dir = Path(value)
-    return port, data_dir
+    if nodes < 1:
+        raise SystemExit(f"{_USAGE}\n--nodes needs at least 1")
+    return port, data_dir, nodes
 
 
 def _main(argv: list[str]) -> int:
-    port, data_dir = _parse_args(argv)
+    port, data_dir, nodes = _parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("SCRAPELEDGER_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return run_foreground(port, data_dir)
+    return run_foreground(port, data_dir, nodes)
 
 
 if __name__ == "__main__":

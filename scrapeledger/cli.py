@@ -73,6 +73,9 @@ def _logging(level: str = "INFO") -> None:
 
     for handler in logging.getLogger().handlers:
         redact.install(handler)  # no whole job id, URL query or user info in any line
+    from .outage import quiet_kafka_chatter
+
+    quiet_kafka_chatter()  # a lost broker: a few lines per back-off step, not thousands
 
 
 def _settings() -> Settings:
@@ -85,12 +88,15 @@ def _settings() -> Settings:
 def broker(
     port: Annotated[int, typer.Option(help="Client port (0 picks a free one).")] = 9092,
     data_dir: Annotated[Path | None, typer.Option(help="Keep the log here (default: a temp dir).")] = None,
+    nodes: Annotated[int, typer.Option(
+        min=1, help="Nodes (combined broker+controller); 3 gives replication factor 3. "
+        "Node i listens on PORT+i-1 (any free ports with --port 0).")] = 1,
 ) -> None:
-    """Run a local single-node Apache Kafka (KRaft) in the foreground."""
+    """Run a local Apache Kafka (KRaft) in the foreground: one node, or a cluster."""
     from .broker import run_foreground
 
     _logging()
-    raise typer.Exit(run_foreground(port, data_dir))
+    raise typer.Exit(run_foreground(port, data_dir, nodes))
 
 
 @app.command()

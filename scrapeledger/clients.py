@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .errors import BrokerError
 from .settings import Settings
 from .topics import MiB
+
+log = logging.getLogger(__name__)
+KAFKA_LOG = logging.getLogger("scrapeledger.kafka")
+"""librdkafka's log lines, served by each client's poll()."""
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -25,6 +30,12 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "linger.ms": settings.linger_ms,
         "compression.type": "lz4",
         "message.max.bytes": settings.scraper_max_body_bytes + 2 * MiB,
+        # a record waits for a lost broker as long as the process does (librdkafka's default,
+        # 5 min, would fail acknowledged-later writes in the middle of a tolerated outage)
+        "message.timeout.ms": int(settings.broker_outage_s * 1000),
+        # librdkafka's own messages through Python logging (rate-limited there, see
+        # scrapeledger.outage.KafkaChatterFilter) instead of straight to stderr
+        "logger": KAFKA_LOG,
     }
 
 
@@ -59,7 +70,11 @@ class AsyncProducer:
     """
 
     def __init__(self, settings: Settings, *, name: str = "producer", **overrides: Any) -> None:
+        self._settings = settings
+        self._overrides = overrides
         self._producer = make_producer(settings, **overrides)
+        self._generation = 0
+        """Counts replacements of a producer that went fatal (see :meth:`produce`)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reports: list[tuple[asyncio.Future[Any], Any, Any]] = []
         self._lock = threading.Lock()  # flush() in close() serves reports on another thread
@@ -79,11 +94,36 @@ class AsyncProducer:
         if reports and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(_settle_all, reports)
 
+    def _replace(self, generation: int) -> None:
+        """Swap in a new librdkafka producer for one that went fatal (once per generation).
+
+        An idempotent producer turns fatal when the broker it wrote to lost its producer state
+        (a broker killed and restarted): every later produce fails with "Local: Fatal error",
+        so it is replaced rather than used again. The old one's undelivered records failed with
+        it; their callers write them again (every record we write is safe to repeat)."""
+        with self._lock:
+            if generation != self._generation:
+                return  # another caller replaced it already
+            self._generation += 1
+            old, self._producer = self._producer, make_producer(self._settings, **self._overrides)
+        log.warning("the Kafka producer went fatal; replaced it")
+        old.purge()
+        old.poll(0)  # serve the purged records' reports: their callers write them again
+
     async def produce(self, topic: str, key: str, value: bytes | None) -> Message:
         """Write one record; return its delivered ``Message`` (partition and offset known).
 
-        Raises :class:`BrokerError` when Kafka refuses or times the record out.
+        A producer that went fatal is replaced and the record written again. Raises
+        :class:`BrokerError` when Kafka refuses or times the record out.
         """
+        while True:
+            generation = self._generation
+            try:
+                return await self._produce_once(topic, key, value)
+            except _Fatal:
+                self._replace(generation)
+
+    async def _produce_once(self, topic: str, key: str, value: bytes | None) -> Message:
         loop = asyncio.get_running_loop()
         self._loop = loop
         done: asyncio.Future[Message] = loop.create_future()
@@ -98,6 +138,10 @@ class AsyncProducer:
                 break
             except BufferError:
                 await asyncio.sleep(0.005)  # local queue full: wait for deliveries to drain it
+            except KafkaException as exc:
+                if _is_fatal(exc.args[0] if exc.args else None):
+                    raise _Fatal(str(exc)) from exc
+                raise BrokerError(f"produce failed: {exc}") from exc
         return await done
 
     def produce_nowait(self, topic: str, key: str, value: bytes | None) -> bool:
@@ -117,11 +161,25 @@ class AsyncProducer:
         return left
 
 
+class _Fatal(BrokerError):
+    """The producer is fatally broken (not this record): replace it and write again."""
+
+
+_REPLACED = (KafkaError._FATAL, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+"""A fatal producer, or a record purged from the fatal producer that was replaced."""
+
+
+def _is_fatal(err: Any) -> bool:
+    return isinstance(err, KafkaError) and (err.fatal() or err.code() in _REPLACED)
+
+
 def _settle_all(reports: list[tuple[asyncio.Future[Any], Any, Any]]) -> None:
     for fut, err, msg in reports:
         if fut.done():
             continue
         if err is None:
             fut.set_result(msg)
+        elif _is_fatal(err):
+            fut.set_exception(_Fatal(f"produce failed: {err}"))
         else:
             fut.set_exception(BrokerError(f"produce failed: {err}"))

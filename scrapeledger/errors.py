@@ -23,6 +23,10 @@ class BrokerUnavailableError(BrokerError):
     """No broker answered within the allowed time."""
 
 
+class BrokerOutageError(BrokerUnavailableError):
+    """The broker stayed away longer than ``SCRAPELEDGER_BROKER_OUTAGE_S``: the process gives up."""
+
+
 class LocalBrokerError(BrokerError):
     """The local Apache Kafka runtime (Java, Maven, the jars) cannot be set up or started."""
 

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         300.0, gt=0, validation_alias=_env("SCRAPELEDGER_BROKER_WAIT_S"),
         description="How long a process waits for the broker at start-up before giving up.",
     )
+    broker_outage_s: float = Field(
+        600.0, gt=0, validation_alias=_env("SCRAPELEDGER_BROKER_OUTAGE_S"),
+        description="How long a running process rides out a lost broker (retrying, rejoining) "
+        "before it exits non-zero.",
+    )
     state_dir: str = Field("state", validation_alias=_env("SCRAPELEDGER_STATE_DIR"))
     commit_interval_s: float = Field(0.5, ge=0, validation_alias=_env("SCRAPELEDGER_COMMIT_INTERVAL_S"))
     linger_ms: float = Field(

@@ -131,6 +131,21 @@ def wait_for_broker(
         return admin
 
 
+def replication(settings: Settings, admin: AdminClient) -> tuple[int, dict[str, str]]:
+    """Replication factor and the config that goes with it, for the cluster ``admin`` talks to.
+
+    ``SCRAPELEDGER_REPLICATION_FACTOR`` wins when it is set. Unset, a cluster of at least three
+    brokers (counted in the metadata) gets replication factor 3 with ``min.insync.replicas=2``
+    - an ``acks=all`` write then survives the loss of any one broker, and writes go on while
+    one is down - and a smaller one gets 1, as a single local broker needs.
+    """
+    if "replication_factor" in settings.model_fields_set:
+        rf = settings.replication_factor
+    else:
+        rf = 3 if len(admin.list_topics(timeout=10).brokers) >= 3 else 1
+    return rf, ({"min.insync.replicas": "2"} if rf >= 3 else {})
+
+
 def ensure_topics(
     settings: Settings,
     specs: Iterable[TopicSpec] | None = None,
@@ -142,9 +157,9 @@ def ensure_topics(
         admin = wait_for_broker(settings)
     wanted = list(topic_specs(settings) if specs is None else specs)
     existing = set(admin.list_topics(timeout=10).topics)
-    rf = settings.replication_factor
+    rf, extra = replication(settings, admin)
     new = [
-        NewTopic(settings.topic(s.name), s.partitions, rf, config=dict(s.config))
+        NewTopic(settings.topic(s.name), s.partitions, rf, config={**s.config, **extra})
         for s in wanted
         if settings.topic(s.name) not in existing
     ]

@@ -23,8 +23,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 import ledger as L
 from scrapeledger import topics as T
-from scrapeledger.clients import IDLE_FETCH_WAIT_MS, AsyncProducer, fetch_config
+from scrapeledger.clients import IDLE_FETCH_WAIT_MS, KAFKA_LOG, AsyncProducer, fetch_config
 from scrapeledger.errors import BrokerError, MalformedEventError
+from scrapeledger.outage import Outage
 from scrapeledger.partitioner import partition_for
 from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
@@ -41,8 +42,15 @@ _RUN_GAP = 500
 class EdgeKafka:
     """Producer and delivery reader for one edge pod. Threads are internal; the API is asyncio."""
 
-    def __init__(self, settings: Settings, on_deliveries: Callable[[list[Delivery]], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_deliveries: Callable[[list[Delivery]], None],
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_failure`` is called (on the reader's thread) if the deliveries reader stops."""
         self.settings = settings
+        self._on_failure = on_failure
         self._on_deliveries = on_deliveries
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer = AsyncProducer(settings, name="edge-producer")
@@ -54,9 +62,15 @@ class EdgeKafka:
         self._threads: list[threading.Thread] = []
         self.partition = partition_for(settings.pod_name, settings.delivery_partitions)
         self._replays: queue.SimpleQueue[L.JobState] = queue.SimpleQueue()
+        self._outage = Outage(settings, f"edge {settings.pod_name} deliveries")
         self.foreign_notices = 0
         """Notices read from this pod's partition that belonged to another pod."""
         self.notices = 0
+
+    @property
+    def failure(self) -> Exception | None:
+        """Why the deliveries reader stopped, if it did (the edge then exits)."""
+        return self._failed
 
     @property
     def ready(self) -> bool:
@@ -112,8 +126,18 @@ class EdgeKafka:
                 "fetch.wait.max.ms": wait_ms,
                 **fetch_config(self.settings),
                 "log_level": 3,
+                "logger": KAFKA_LOG,
+                # a lost broker is counted (and logged once per back-off step) by the outage
+                # clock; an exception raised here surfaces from poll() on the reader's thread
+                "error_cb": self._on_kafka_error,
             }
         )
+
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+            self._outage.failed(KafkaException(err))
+        elif err.fatal():
+            raise KafkaException(err)
 
     def _read(self) -> None:
         settings = self.settings
@@ -127,6 +151,12 @@ class EdgeKafka:
             log.info("reading deliveries for pod %s from %s[%d]@%d",
                      settings.pod_name, topic, self.partition, high)
             while not self._stop.is_set():
+                if self._outage.began is not None:  # is it back? (an idle reader sees no record)
+                    try:
+                        deliveries.list_topics(topic, timeout=2)
+                        self._outage.recovered()
+                    except KafkaException:
+                        pass  # still away: error_cb counts it
                 # returns at the first record; a replay waiting shortens the wait
                 batch = _drain(deliveries, wait=0.5 if self._replays.empty() else 0.0)
                 states = [s for s in map(self._notice, batch) if s is not None]
@@ -138,6 +168,8 @@ class EdgeKafka:
             log.exception("deliveries reader failed")
             self._failed = exc
             self._ready.set()  # wake wait_ready, which reports the failure
+            if self._on_failure is not None:
+                self._on_failure()
             raise
         finally:
             deliveries.close()
@@ -159,8 +191,11 @@ class EdgeKafka:
     def _notice(self, msg: Message) -> L.JobState | None:
         if msg.error() is not None:
             if msg.error().code() != KafkaError._PARTITION_EOF:
-                log.warning("deliveries: %s", msg.error())
+                # a lost broker: logged once per back-off step, and past the outage limit the
+                # reader fails, which stops the edge (serve())
+                self._outage.failed(KafkaException(msg.error()))
             return None
+        self._outage.recovered()
         key = msg.key()
         if key is None or key.decode() != self.settings.pod_name:
             self.foreign_notices += 1
@@ -171,6 +206,35 @@ class EdgeKafka:
         except MalformedEventError as exc:
             log.warning("bad delivery notice skipped: %s", exc)
             return None
+
+    def _read_bodies(self, bodies: Consumer, wanted: dict[int, set[int]]) -> dict[tuple[int, int], bytes]:
+        """The wanted bodies; those the broker could not serve (it is away) are read again
+        until it is back, so a result never goes out without its page. Only a body below the
+        partition's low watermark (past the replay window) is given up as expired."""
+        topic = self.settings.topic(T.BODIES)
+        found = read_bodies(bodies, topic, wanted, self._stop)
+        outage = Outage(self.settings, f"edge {self.settings.pod_name} bodies")
+        while not self._stop.is_set():
+            missing = {p: {o for o in offs if (p, o) not in found} for p, offs in wanted.items()}
+            missing = {p: offs for p, offs in missing.items() if offs}
+            if not missing:
+                break
+            try:
+                lows = {p: bodies.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[0]
+                        for p in missing}
+            except KafkaException as exc:
+                self._stop.wait(outage.failed(exc))
+                continue
+            missing = {p: {o for o in offs if o >= lows[p]} for p, offs in missing.items()}
+            missing = {p: offs for p, offs in missing.items() if offs}
+            if not missing:
+                break  # expired: the result goes out without its body, as before
+            more = read_bodies(bodies, topic, missing, self._stop)
+            if not more:
+                self._stop.wait(outage.failed(BrokerError(f"{topic} did not serve the bodies")))
+            found.update(more)
+        outage.recovered()
+        return found
 
     def _dispatch(self, deliveries: list[Delivery]) -> None:
         loop = self._loop
@@ -184,7 +248,7 @@ class EdgeKafka:
             if r is not None and r.body is None and r.body_partition is not None:
                 assert r.body_offset is not None
                 wanted.setdefault(r.body_partition, set()).add(r.body_offset)
-        found = read_bodies(bodies, self.settings.topic(T.BODIES), wanted, self._stop)
+        found = self._read_bodies(bodies, wanted)
         out: list[Delivery] = []
         for s in states:
             r = s.result

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import tornado.httputil
@@ -58,10 +59,11 @@ class Edge:
     """One edge pod: sockets, the waiting-jobs registry and the Kafka side."""
 
     def __init__(self, settings: Settings, vault: Vault | None = None,
-                 fd_limit: int | None = None) -> None:
+                 fd_limit: int | None = None, on_failure: Callable[[], None] | None = None) -> None:
         """``vault`` seals each job's credentials before the submit is written (built from the
         settings on first use when not given); ``fd_limit``: the process's descriptor limit,
-        which the connection cap must fit in."""
+        which the connection cap must fit in; ``on_failure`` is called from another thread if
+        the Kafka side stops for good (the broker away past ``SCRAPELEDGER_BROKER_OUTAGE_S``)."""
         self.settings = settings
         self._vault = vault
         self.connections = ConnectionBudget(
@@ -70,7 +72,7 @@ class Edge:
         )
         self.attached = AttachWindow(settings.edge_attach_window_s)
         """Jobs this pod recorded an attach for (resumed or submitted here) and their answers."""
-        self.kafka = EdgeKafka(settings, self._on_deliveries)
+        self.kafka = EdgeKafka(settings, self._on_deliveries, on_failure)
         self.waiting: dict[str, dict[JobSocket, Any]] = defaultdict(dict)
         self.unaccepted: dict[tuple[str, JobSocket], list[bytes]] = {}
         """Submits not yet acknowledged, with any result that overtook the acknowledgement: the
@@ -494,6 +496,7 @@ class Readyz(tornado.web.RequestHandler):
 async def serve(settings: Settings, port: int | None = None) -> None:
     """Run an edge until SIGTERM/SIGINT, then drain. The ``scrapeledger edge`` entry point."""
     from scrapeledger.clusters import attach
+    from scrapeledger.outage import retry
     from scrapeledger.topics import ensure_topics, wait_for_broker
 
     loop = asyncio.get_running_loop()
@@ -506,19 +509,32 @@ async def serve(settings: Settings, port: int | None = None) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+
+    def kafka_failed() -> None:
+        loop.call_soon_threadsafe(stop.set)
+
     # a bad key stops the edge here, not per job
-    edge = Edge(settings, Vault.from_settings(settings), fd_limit=raise_fd_limit())
+    edge = Edge(settings, Vault.from_settings(settings), fd_limit=raise_fd_limit(),
+                on_failure=kafka_failed)
     bound = edge.listen(port)
-    admin = await loop.run_in_executor(
-        None, lambda: wait_for_broker(settings, should_stop=stop.is_set)
+    await loop.run_in_executor(None, lambda: wait_for_broker(settings, should_stop=stop.is_set))
+    await loop.run_in_executor(
+        None, lambda: retry(settings, f"edge {settings.pod_name} start-up",
+                            lambda: attach(settings, f"edge {settings.pod_name}"))
     )
-    await loop.run_in_executor(None, lambda: attach(settings, f"edge {settings.pod_name}"))
-    await loop.run_in_executor(None, lambda: ensure_topics(settings, admin=admin))
+    # a broker that has just come up may not have partition leaders yet: retried as a whole
+    await loop.run_in_executor(
+        None, lambda: retry(settings, f"edge {settings.pod_name} start-up", lambda: ensure_topics(settings))
+    )
     await edge.connect()
     # one write: under PYTHONUNBUFFERED print() writes the newline separately, and a log line
     # from another thread could land between them in a merged stdout/stderr pipe
     sys.stdout.write(f"edge {settings.pod_name} ready on port {bound}\n")
     sys.stdout.flush()
     await stop.wait()
-    log.info("edge %s: %s, draining", settings.pod_name, got[0].name if got else "stop")
+    failure = edge.kafka.failure
+    if failure is None:
+        log.info("edge %s: %s, draining", settings.pod_name, got[0].name if got else "stop")
     await edge.drain()
+    if failure is not None:
+        raise BrokerError(f"edge {settings.pod_name} stopped: {failure}")

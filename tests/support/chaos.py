@@ -7,7 +7,8 @@ then at once:
 * ``clients`` Python clients (:class:`ws_edge.Client`, each knowing both edges) submit ``jobs``
   jobs at ``rate`` per second and each drops its connection at random (mean ``disconnect_every``
   seconds), reconnecting to the other edge and resuming;
-* every ``kill_every`` seconds one process chosen at random is SIGKILLed and started again.
+* every ``kill_every`` seconds one process chosen at random is SIGKILLed and started again;
+  given the broker, the broker (or one node of a cluster) is among the victims.
 
 When every client holds every result (or ``deadline_s`` passes), the killing stops and the run is
 checked against the ledger and the compacted ``job-state`` topic: see :meth:`ChaosReport.problems`.
@@ -28,7 +29,7 @@ from typing import Any
 import ledger as L
 from replay import latest_states, read_to_end, rebuild
 from scrapeledger import topics as T
-from scrapeledger.broker import free_port
+from scrapeledger.broker import LocalBroker, LocalCluster, free_port
 from scrapeledger.settings import Settings
 from ws_edge import Client
 
@@ -49,6 +50,9 @@ class ChaosConfig:
     deadline_s: float = 600.0
     seed: int = field(default_factory=lambda: random.randrange(1_000_000))
     """Picks the jobs, the victims, the pauses and the disconnects (timing still varies)."""
+    broker_down_s: float = 3.0
+    """How long a killed broker (or cluster node) stays dead before it is started again on its
+    own data dir and port, when the run is given the broker to kill (:func:`run_chaos`)."""
 
 
 @dataclass(frozen=True)
@@ -130,35 +134,68 @@ def job_plan(pages: str, n: int, rng: random.Random) -> list[Job]:
     return jobs
 
 
+Broker = LocalBroker | LocalCluster
+
+
+def broker_victims(broker: Broker | None) -> tuple[str, ...]:
+    """The broker's share of each round: the single node, or one name per cluster node."""
+    if broker is None:
+        return ()
+    if isinstance(broker, LocalCluster):
+        return tuple(f"kafka-{i + 1}" for i in range(len(broker.brokers)))
+    return ("kafka",)
+
+
 class Killer(threading.Thread):
     """SIGKILL a component every ``every`` seconds (±50%) and start it again at once.
 
-    Victims come in rounds, each a random order of all five processes, so every kind of process
-    dies in every stretch of five kills while the order stays unpredictable.
+    Victims come in rounds, each a random order of all five processes (and, when the run owns
+    its broker, the broker: the single node, or each node of a cluster once), so every kind of
+    process dies in every round while the order stays unpredictable. A killed broker or node
+    stays dead for ``broker_down_s`` and comes back on its own data dir and port; a cluster only
+    ever loses one node at a time (the next kill waits for the restart).
     """
 
-    def __init__(self, stack: Stack, ports: dict[str, int], every: float, rng: random.Random) -> None:
+    def __init__(self, stack: Stack, ports: dict[str, int], every: float, rng: random.Random,
+                 broker: Broker | None = None, broker_down_s: float = 3.0) -> None:
         super().__init__(name="chaos-killer", daemon=True)
         self.stack, self.ports, self.every, self.rng = stack, ports, every, rng
+        self.broker, self.broker_down_s = broker, broker_down_s
         self.stop = threading.Event()
         self.kills: Counter[str] = Counter()
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
+            victims = (*PROCESSORS, *EDGES, *broker_victims(self.broker))
             round_: list[str] = []
             while not self.stop.wait(self.every * self.rng.uniform(0.5, 1.5)):
                 if not round_:
-                    round_ = self.rng.sample((*PROCESSORS, *EDGES), k=len(PROCESSORS) + len(EDGES))
+                    round_ = self.rng.sample(victims, k=len(victims))
                 victim = round_.pop()
-                self.stack.kill(victim)
                 self.kills[victim] += 1
+                if victim.startswith("kafka"):
+                    self._kill_broker(victim)
+                    continue
+                self.stack.kill(victim)
                 if victim in EDGES:
                     self.stack.edge(victim, port=self.ports[victim])
                 else:
                     self.stack.start(victim)
         except BaseException as exc:  # reported by run_chaos
             self.error = exc
+
+    def _kill_broker(self, victim: str) -> None:
+        broker = self.broker
+        if isinstance(broker, LocalCluster):
+            node = int(victim.rsplit("-", 1)[1]) - 1
+            broker.kill(node)
+            self.stop.wait(self.broker_down_s)  # the outage itself, not a readiness guess
+            broker.restart(node)  # returns once the node is usable again
+        elif broker is not None:
+            broker.kill()
+            self.stop.wait(self.broker_down_s)
+            broker.start()
 
 
 async def _clients(servers: list[str], jobs: list[Job], cfg: ChaosConfig, report: ChaosReport,
@@ -198,7 +235,10 @@ async def _clients(servers: list[str], jobs: list[Job], cfg: ChaosConfig, report
         done.set()
 
 
-def run_chaos(settings: Settings, workdir: Path, pages: str, cfg: ChaosConfig) -> ChaosReport:
+def run_chaos(
+    settings: Settings, workdir: Path, pages: str, cfg: ChaosConfig, broker: Broker | None = None
+) -> ChaosReport:
+    """One chaos run; with ``broker`` (the one ``settings`` points at) the broker is killed too."""
     rng = random.Random(cfg.seed)
     report = ChaosReport(cfg)
     jobs = job_plan(pages, cfg.jobs, rng)
@@ -208,7 +248,7 @@ def run_chaos(settings: Settings, workdir: Path, pages: str, cfg: ChaosConfig) -
         for name in PROCESSORS:
             stack.start(name)
         servers = [stack.edge(pod, port=port) for pod, port in ports.items()]
-        killer = Killer(stack, ports, cfg.kill_every, rng)
+        killer = Killer(stack, ports, cfg.kill_every, rng, broker, cfg.broker_down_s)
         start = time.monotonic()
         killer.start()
         try:
