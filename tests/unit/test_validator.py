@@ -84,3 +84,32 @@ def test_formats_are_deduplicated_into_canonical_order() -> None:
     assert isinstance(event, L.JobValidated)
     assert event.formats == ("html", "markdown", "links")
     assert isinstance(_validate(), L.JobValidated) and _validate().formats == ("html",)
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.data: dict[str, object] = {}
+
+    def get(self, key: str, default: object = None) -> object:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: object) -> None:
+        self.data[key] = value
+
+
+def test_a_keyed_job_is_validated_once_however_often_it_is_submitted() -> None:
+    from processors.validator import validate_step
+    from scrapeledger.settings import Settings
+    from scrapeledger.vault import Vault, new_key
+
+    settings = Settings(pod_name="v")
+    vault = Vault([new_key()])
+    store = _Store()
+    first = submitted(event_id="j/s/1", idempotency_digest="d")
+    again = submitted(event_id="j/s/2", idempotency_digest="d", url="http://other.example/")
+    assert len(validate_step(L.encode_event(first), settings, vault, state=store)) == 1
+    assert validate_step(L.encode_event(again), settings, vault, state=store) == []
+    # unkeyed jobs are submitted once and never use the store
+    plain = _Store()
+    assert len(validate_step(L.encode_event(submitted()), settings, vault, state=plain)) == 1
+    assert plain.data == {}
