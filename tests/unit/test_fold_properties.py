@@ -100,7 +100,9 @@ def test_a_cancel_of_a_finished_job_changes_nothing(events: list[L.Event], cance
     state = fold_seq(events)
     if state is None or not state.terminal:
         return
-    cancelled = L.JobCancelled(job_id=state.job_id, event_id="a-new-cancel", at=cancel.at, source=cancel.source)
+    cancelled = L.JobCancelled(
+        job_id=state.job_id, event_id="a-new-cancel", at=cancel.at, source=cancel.source
+    )
     assert L.fold(state, cancelled) is state
 
 
