@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, validation_alias=_env("EDGE_MAX_FRAME_BYTES")
     )
     edge_drain_s: float = Field(10.0, ge=0, validation_alias=_env("EDGE_DRAIN_S"))
+    edge_reply_timeout_s: float = Field(
+        30.0, gt=0, validation_alias=_env("EDGE_REPLY_TIMEOUT_S"),
+        description="How long a keyed submit or a cancel waits for the state materializer's "
+        "answer before the client is told to retry (HTTP 503, WebSocket submit_failed).",
+    )
     edge_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("EDGE_ALLOWED_ORIGINS"),
         description="Browser origins allowed to open a WebSocket besides the edge's own "
