@@ -50,7 +50,8 @@ from scrapeledger.vault import Vault
 
 from . import formats as F
 from ._app import Processor
-from ._crashes import CrashLog, Plan
+from ._cancels import CancelWatch
+from ._crashes import FINISHED_KEPT, CrashLog, Plan
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,9 @@ class FetchSink(BaseSink):
         self.in_flight = 0
         self._running: dict[str, set[asyncio.Task[FetchOk | FetchError | None]]] = {}
         """Per job, its attempts' cancellable part (back-off wait, start, fetch); loop thread only."""
+        self._cancelled: dict[str, None] = {}
+        """Jobs cancelled as heard by the :class:`CancelWatch` (loop thread only, bounded)."""
+        self._watch: CancelWatch | None = None
         self.abandoned = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -248,11 +252,20 @@ class FetchSink(BaseSink):
         self._producer = AsyncProducer(self.settings, name="scraper-producer")
         # the fetcher (and its HTTP client) must be created on the loop that will use it
         self._fetcher = asyncio.run_coroutine_threadsafe(self._make_fetcher(), loop).result()
+        self._watch = CancelWatch(self.settings, self.settings.group("scraper"), self._heard)
+        self._watch.start()
+
+    def _heard(self, event: L.JobCancelled) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._abandon, event.job_id)
 
     async def _make_fetcher(self) -> Fetcher:
         return Fetcher.from_settings(self.settings)
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         self.flush()
         loop = self._loop
         if loop is not None and self._fetcher is not None:
@@ -336,8 +349,14 @@ class FetchSink(BaseSink):
 
     def _abandon(self, job_id: str) -> None:
         """The job was cancelled: stop its attempt wherever it is (waiting, starting, fetching)."""
+        self._cancelled[job_id] = None
+        if len(self._cancelled) > FINISHED_KEPT:
+            del self._cancelled[next(iter(self._cancelled))]
         for task in self._running.get(job_id, ()):
             task.cancel()
+
+    def _is_cancelled(self, job_id: str) -> bool:
+        return job_id in self._cancelled or self.crashes.is_cancelled(job_id)
 
     async def _attempt(self, trigger: L.FetchSpec, plan: Plan) -> None:
         if plan == "dead":
@@ -370,13 +389,13 @@ class FetchSink(BaseSink):
         """Wait out the back-off, record the start, fetch; None if the job was cancelled before
         anything started. A cancel cancels this task (see :meth:`_abandon`)."""
         assert self._fetcher is not None and self._producer is not None
-        if self.crashes.is_cancelled(trigger.job_id):
+        if self._is_cancelled(trigger.job_id):
             return None
         if isinstance(trigger, L.RetryScheduled):
             wait = trigger.not_before - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-        if self.crashes.is_cancelled(trigger.job_id):
+        if self._is_cancelled(trigger.job_id):
             return None
         # durable before the fetch: if the fetch takes the process down, the count survives it
         started_event = L.AttemptStarted(
