@@ -10,7 +10,9 @@ ledger, and what the Hypothesis tests pin down:
   (:func:`outcome_id`), so a replayed attempt cannot overwrite the one recorded first.
 * **Terminal is sticky.** After ``succeeded`` / ``rejected`` / ``failed`` / ``dead_lettered`` /
   ``cancelled`` only attaches, deliveries, a redrive (of failed or dead-lettered jobs) or expiry
-  change anything; a cancel of a finished job changes nothing at all (not even ``seen``).
+  change anything; a cancel of a finished job (or of one not submitted) is only recorded as
+  seen. (Skipping it entirely would break idempotence: after a redrive the replayed cancel
+  would apply.)
 * **The first submit wins.** A job whose id comes from an idempotency key may be submitted again
   (a client that lost the answer, on any pod); a later ``JobSubmitted`` only attaches its pod.
 """
@@ -177,14 +179,14 @@ def fold(state: JobState | None, event: Event) -> JobState:
         )
     if event.event_id in state.seen:
         return state
-    if isinstance(event, JobCancelled) and state.terminal:
-        return state  # too late: a cancel of a finished job changes nothing
     common: dict[str, Any] = {
         "seen": (*state.seen, event.event_id),
         "events": state.events + 1,
         "updated_at": event.at if state.updated_at is None else max(state.updated_at, event.at),
     }
     changes = _transition(state, event)
+    if not changes and isinstance(event, JobCancelled):
+        del common["updated_at"]  # a cancel that changed nothing did not update the job either
     return dataclasses.replace(state, **common, **changes)
 
 
@@ -240,6 +242,9 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
         return {}
     attempts = max(state.attempts, event.attempt)
     match event:
+        case JobCancelled() if state.submitted_at is None:
+            # an id nobody submitted yet (a keyed job's id is known before its submit)
+            return {}
         case JobCancelled(reason=reason):
             message = f"cancelled: {reason}" if reason else "cancelled by the client"
             return _finish(event, "cancelled", error=JobError(code="cancelled", message=message))

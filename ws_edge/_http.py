@@ -74,13 +74,17 @@ class Reads:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
 
     async def events(self, job_id: str) -> list[L.Event]:
-        """The job's ledger events (404 ``unknown_job`` if it has none)."""
+        """The job's ledger events (404 ``unknown_job`` if it was never submitted: a resume or a
+        cancel of an unknown id leaves an event, not a job)."""
         try:
-            return await self.run(lambda: replay.history(self.edge.settings, job_id))
+            events = await self.run(lambda: replay.history(self.edge.settings, job_id))
         except UnknownJobError:
             raise unknown(job_id) from None
         except BrokerError as exc:
             raise unavailable(exc) from None
+        if not any(isinstance(e, L.JobSubmitted) for e in events):
+            raise unknown(job_id)
+        return events
 
     async def state(self, job_id: str) -> tuple[L.JobState, str | None]:
         """The job's state folded from its events, exactly as the ledger has it now, and its
@@ -401,7 +405,7 @@ class Stream(ApiHandler):
             if isinstance(item, Exception):
                 raise unavailable(item)
             if item is replay.CAUGHT_UP:
-                if state is None:
+                if state is None or state.submitted_at is None:
                     raise unknown(job_id)
                 continue
             offset, event = item

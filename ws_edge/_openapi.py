@@ -28,13 +28,14 @@ _JOB_REQUEST = {
     "required": ["url"],
     "additionalProperties": False,
     "properties": {
-        "url": {"type": "string", "minLength": 1, "maxLength": MAX_URL_CHARS, "pattern": "\\S",
+        "url": {"type": "string", "minLength": 1, "maxLength": MAX_URL_CHARS, "pattern": "[!-~]",
                 "description": "http(s) URL to fetch"},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-        "timeout_s": {"type": "number", "description": "fetch timeout, (0, 120] seconds"},
-        "proxy": {"type": "string", "description": "an http:// or https:// proxy URL"},
-        "idempotency_key": {**_KEY, "description": "the same key from the same owner names the same job"},
-        "ref": {"type": ["string", "number"], "description": "echoed back"},
+        "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+        "timeout_s": {"type": ["number", "null"], "description": "fetch timeout, (0, 120] seconds"},
+        "proxy": {"type": ["string", "null"], "description": "an http:// or https:// proxy URL"},
+        "idempotency_key": {"oneOf": [{"type": "null"}, _KEY],
+                            "description": "the same key from the same owner names the same job"},
+        "ref": {"type": ["string", "number", "null"], "description": "echoed back"},
     },
 }
 

@@ -114,7 +114,9 @@ def parse_job(message: Any, ref: Any = None, *, extra: frozenset[str] = frozense
     unknown = set(message) - JOB_FIELDS - extra
     if unknown:
         raise ProtocolError("bad_frame", f"unknown 'message' fields: {', '.join(sorted(unknown))}")
-    headers = message.get("headers") or {}
+    headers = message.get("headers")
+    if headers is None:
+        headers = {}
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
@@ -153,8 +155,11 @@ def _formats(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+_VISIBLE = re.compile(r"[!-~]")
+
+
 def _url(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not _VISIBLE.search(value):
         raise ProtocolError("bad_frame", "'url' must be a non-empty string")
     if len(value) > MAX_URL_CHARS:
         raise ProtocolError("bad_frame", f"'url' is longer than {MAX_URL_CHARS} characters")
