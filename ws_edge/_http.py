@@ -409,12 +409,14 @@ class Stream(ApiHandler):
                     raise unknown(job_id)
                 continue
             offset, event = item
+            after = L.fold(state, event)
+            changed, state = after is not state, after
+            if state.submitted_at is None:
+                continue  # a resume or cancel of the id before anyone submitted it: no job yet
             if not self._started:
                 self._begin()
-            after = L.fold(state, event)
-            if after is not state and offset > last and not isinstance(event, NOT_STREAMED):
+            if changed and offset > last and not isinstance(event, NOT_STREAMED):
                 self._send(offset, "transition", L.event_to_dict(event))
-            state = after
             if state.terminal:
                 html = await self.reads.body(state)
                 frame = orjson.loads(result_frame(state, html))

@@ -221,7 +221,13 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {"description": "The event stream; ids are ledger offsets",
-                                "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                "content": {"text/event-stream": {"schema": {
+                                    "type": "object", "required": ["event", "data"],
+                                    "properties": {
+                                        "id": {"type": "string", "pattern": "^[0-9]+$"},
+                                        "event": {"enum": ["transition", "result"]},
+                                        "data": {"type": "string", "description": "JSON: an /events "
+                                                 "record (transition) or the result"}}}}}},
                         "400": _error("invalid_last_event_id"),
                         "404": _error("unknown_job"),
                         "503": _error("unavailable"),
