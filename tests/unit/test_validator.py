@@ -10,8 +10,8 @@ from processors.validator import check_request
 
 
 def submitted(**fields: object) -> L.JobSubmitted:
-    return L.JobSubmitted(job_id="job-aaaaaaaaaaaaaaaaaaaaa", event_id="e", at=1, source="edge-a",
-                          **{"url": "https://example.org/", **fields})  # type: ignore[arg-type]
+    return L.JobSubmitted(job_id="job-aaaaaaaaaaaaaaaaaaaaa", at=1, source="edge-a",
+                          **{"event_id": "e", "url": "https://example.org/", **fields})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("proxy", ["http://proxy:3128", "https://user:pw@proxy:443"])
