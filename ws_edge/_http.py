@@ -133,6 +133,13 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
 
+    def prepare(self) -> None:
+        """The edge's connection limits hold here too: the connection caps (per address, and
+        overall) are enforced at accept for every connection on the port, and a request that came
+        on the probe reserve (over ``EDGE_MAX_CONNECTIONS``) gets the 503 the cap promises."""
+        if self.edge.on_reserve(self.request):
+            raise ApiError(503, "too_many_connections", "too many connections; retry", {"Retry-After": "1"})
+
     def answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self.set_status(status)
         for name, value in (headers or {}).items():
@@ -168,6 +175,7 @@ class ApiHandler(tornado.web.RequestHandler):
 
 class NotFound(ApiHandler):
     def prepare(self) -> None:
+        super().prepare()
         raise ApiError(404, "not_found", f"no such resource: {self.request.path}")
 
 
