@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._protocol import MAX_IDEMPOTENCY_KEY_CHARS, MAX_URL_CHARS
+from ._protocol import MAX_FORMATS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_URL_CHARS
 
 STATUSES = ["unknown", "submitted", "validated", "retrying", "redriven", "succeeded", "rejected",
             "failed", "dead_lettered", "expired", "cancelled"]
@@ -36,6 +36,10 @@ _JOB_REQUEST = {
         "idempotency_key": {"oneOf": [{"type": "null"}, _KEY],
                             "description": "the same key from the same owner names the same job"},
         "ref": {"type": ["string", "number", "null"], "description": "echoed back"},
+        "formats": {"oneOf": [{"type": "null"}, {"type": "string"},
+                              {"type": "array", "items": {"type": "string"}, "maxItems": MAX_FORMATS}],
+                    "description": "any of html (default), markdown, text, links, metadata; the "
+                    "result carries a field of each name (unknown names: the job is rejected)"},
     },
 }
 
