@@ -93,6 +93,11 @@ def test_endpoints_and_their_errors(stack: Stack, pages: str) -> None:
         r = api.delete(f"/v1/jobs/{job_id}")
         assert r.status_code == 409 and error_code(r) == "already_finished"
         assert api.get(f"/v1/jobs/{job_id}").json() == before
+        # output formats pass through as on the WebSocket, and come back as result fields
+        r = api.post("/v1/jobs", json={"url": f"{pages}/page/6", "formats": ["text", "links"]})
+        formatted = api.get(f"/v1/jobs/{r.json()['job_id']}", params={"wait": 30}).json()["result"]
+        assert formatted["status"] == "succeeded" and "page 6" in formatted["text"]
+        assert "html" not in formatted and isinstance(formatted["links"], list)
         # a batch: one answer per job, in order
         r = api.post("/v1/jobs", json={"jobs": [{"url": f"{pages}/page/1"}, {"url": f"{pages}/page/2"}]})
         assert r.status_code == 202
