@@ -110,6 +110,17 @@ class Settings(BaseSettings):
         "within this window; repeated resumes are answered from the last answer.",
     )
 
+    edge_index_jobs: int = Field(
+        20_000, ge=100, validation_alias=_env("EDGE_INDEX_JOBS"),
+        description="Most jobs the dashboard's recent-jobs index holds per edge pod (the oldest "
+        "by submit time are dropped first): bounds the edge's memory whatever the load.",
+    )
+    edge_index_window_s: float = Field(
+        3600.0, gt=0, validation_alias=_env("EDGE_INDEX_WINDOW_S"),
+        description="How far back in job-state the index starts reading when it is first used "
+        "(on each pod, after each restart).",
+    )
+
     # --- scraper -------------------------------------------------------------------------------
     scraper_allow_private: bool = Field(False, validation_alias=_env("SCRAPER_ALLOW_PRIVATE"))
     scraper_max_attempts: int = Field(3, ge=1, validation_alias=_env("SCRAPER_MAX_ATTEMPTS"))

@@ -45,6 +45,7 @@ from ._protocol import (
 
 if TYPE_CHECKING:
     from ._http import Reads
+    from ._index_feed import IndexFeed
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Edge:
         self._server: GuardedHTTPServer | None = None
         self.port: int | None = None
         self.reads: Reads | None = None
+        self.index_feed: IndexFeed | None = None
 
     @property
     def vault(self) -> Vault:
@@ -126,9 +128,12 @@ class Edge:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def application(self) -> tornado.web.Application:
+        from ._dashboard import routes as dashboard_routes
         from ._http import NotFound, Reads, routes  # the HTTP API builds on this module
+        from ._index_feed import IndexFeed
 
         self.reads = Reads(self)
+        self.index_feed = IndexFeed(self.settings)
         return tornado.web.Application(
             [
                 (r"/healthz", Healthz),
@@ -136,6 +141,7 @@ class Edge:
                 (r"/metrics", Metrics),
                 (r"/", JobSocket, {"edge": self}),
                 (r"/ws", JobSocket, {"edge": self}),
+                *dashboard_routes(self, self.reads, self.index_feed),  # before: GET /v1/jobs
                 *routes(self, self.reads),
             ],
             default_handler_class=NotFound,
@@ -204,6 +210,8 @@ class Edge:
                 log.warning("some connections did not close in time")
         if self.reads is not None:
             self.reads.close()
+        if self.index_feed is not None:
+            await loop.run_in_executor(None, self.index_feed.close)
         await loop.run_in_executor(None, self.kafka.close)
         log.info("edge %s drained", self.settings.pod_name)
 
