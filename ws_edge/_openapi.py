@@ -128,8 +128,10 @@ _JOB_ID = {
 
 
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 description of the HTTP API."""
-    return {
+    """The OpenAPI 3.1 description of the HTTP API (with the dashboard's reads)."""
+    from ._dashboard_openapi import extend
+
+    return extend({
         "openapi": "3.1.0",
         "info": {
             "title": "Scrapeledger",
@@ -249,4 +251,4 @@ def openapi_document() -> dict[str, Any]:
                 "Event": _EVENT,
             }
         },
-    }
+    })

@@ -99,8 +99,12 @@ export function drawTimeline(svg, events, now) {
     });
     bar.append(el("title", {}, `attempt ${a.n}: ${fmt(dur)}${a.code ? ` · ${a.code}` : ""}`));
     svg.append(bar);
-    svg.append(el("text", { x: Math.min(x(end) + 4, W - 120), y: y + 14, class: "bar-label", "data-testid": "attempt-label" },
-      `${fmt(dur)}${a.code ? ` · ${a.code}` : ""}`));
+    // the label right of the bar, or left of it when the bar reaches the right edge
+    const room = x(end) + 130 < W;
+    svg.append(el("text", {
+      x: room ? x(end) + 4 : x(a.start) - 4, y: y + 14, "text-anchor": room ? "start" : "end",
+      class: "bar-label", "data-testid": "attempt-label",
+    }, `${fmt(dur)}${a.code ? ` · ${a.code}` : ""}`));
   });
 
   // last row: clients attached (resumes, waits) and results delivered
