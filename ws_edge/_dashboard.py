@@ -4,8 +4,9 @@ HTTP API (docs/dashboard.md).
 * ``GET /v1/jobs?status=&q=&cursor=&limit=``: recent jobs, newest first, filtered and paged on
   the server from the bounded recent-jobs index (``_index``), so a browser never holds more than
   one page whatever the number of jobs.
-* ``GET /v1/stats`` and ``GET /v1/stats/stream`` (SSE, one ``stats`` event a second while
-  something changed): the counters.
+* ``GET /v1/stats``: the counters, which the page asks for every second (an answer always
+  ends: nothing for an API checker or a proxy to hang on; the live parts that need a stream,
+  a running job's timeline, use the HTTP API's SSE).
 * ``/ui/``: static files (plain ES modules and CSS, no build step) with a Content-Security-Policy
   that allows scripts, styles and connections from the edge itself only. Scraped HTML is only
   ever shown in a sandboxed iframe without ``allow-scripts`` (and, under this policy, could not
@@ -17,12 +18,9 @@ its owner's view once keys exist; the page asks for a key when an answer is ``40
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-import orjson
-import tornado.iostream
 import tornado.web
 
 from scrapeledger.errors import BrokerError
@@ -37,8 +35,6 @@ UI_DIR = Path(__file__).parent / "ui"
 MAX_LIMIT = 200
 MAX_QUERY_CHARS = 200
 INDEX_WAIT_S = 30.0
-STATS_EVERY_S = 1.0
-KEEPALIVE_S = 15.0
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -128,44 +124,6 @@ class Stats(_IndexReader):
         self.answer(200, index.stats(view_of(self)))
 
 
-class StatsStream(_IndexReader):
-    """``GET /v1/stats/stream``: a ``stats`` event at once and then each second in which the index
-    changed; a comment every 15 s otherwise, so proxies keep the connection."""
-
-    def on_connection_close(self) -> None:
-        self._closed = True
-
-    async def get(self) -> None:
-        self._closed = False
-        try:
-            index = await self.index()
-        except ApiError as exc:
-            self.fail(exc)
-            return
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("X-Accel-Buffering", "no")
-        owner = view_of(self)
-        seen = -1
-        quiet = 0.0
-        try:
-            while not self._closed and not self.edge.draining:
-                if index.version != seen:
-                    stats = index.stats(owner)
-                    seen = stats["version"]
-                    self.write(b"event: stats\ndata: " + orjson.dumps(stats) + b"\n\n")
-                    await self.flush()
-                    quiet = 0.0
-                elif quiet >= KEEPALIVE_S:
-                    self.write(": keep-alive\n\n")
-                    await self.flush()
-                    quiet = 0.0
-                await asyncio.sleep(STATS_EVERY_S)  # the stream's pace: at most one event a second
-                quiet += STATS_EVERY_S
-        except tornado.iostream.StreamClosedError:
-            return
-        self.finish()
-
-
 class UiFiles(tornado.web.StaticFileHandler):
     """The page's files, with the headers that keep scraped content from ever running here."""
 
@@ -184,7 +142,6 @@ def routes(edge: Edge, reads: Reads, feed: IndexFeed) -> list[tuple[str, type[to
     return [
         (r"/v1/jobs", JobList, deps),
         (r"/v1/stats", Stats, deps),
-        (r"/v1/stats/stream", StatsStream, deps),
         (r"/ui", tornado.web.RedirectHandler, {"url": "/ui/"}),
         (r"/ui/(.*)", UiFiles, {"path": str(UI_DIR), "default_filename": "index.html"}),
     ]

@@ -1,7 +1,7 @@
 """The dashboard in a real browser: Debian's headless Chromium driven by Playwright against a live
 stack (broker, processors, edge) and the local page server.
 
-One browser for the session and one stack for the module keep this lean. Skipped only where
+One browser and one stack for the module keep this lean. Skipped only where
 ``/usr/bin/chromium`` is absent (``.ci/run`` installs it, so CI never skips).
 """
 
@@ -32,8 +32,11 @@ SCREENSHOT = os.environ.get("SCRAPELEDGER_SCREENSHOT")
 refresh the one the docs show)."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser for all of this module's tests (the only ones that use one). Module scope,
+    not session: Playwright's sync API keeps an event loop running in this thread while it is
+    open, and later tests that call ``asyncio.run`` would find it."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (/usr/bin/chromium): apt-get install -y chromium")
     from playwright.sync_api import expect, sync_playwright
@@ -160,6 +163,23 @@ def test_submit_watch_inspect_and_filter(live: str, pages: str, page: Page, tmp_
     assert shot[:8] == b"\x89PNG\r\n\x1a\n"
     if SCREENSHOT:
         Path(SCREENSHOT).write_bytes(shot)
+
+    # a running job's timeline grows live: its attempt bar runs until the page server lets go
+    gate = uuid.uuid4().hex
+    running = submit_from_page(page, f"{pages}/gate/{gate}")
+    expect(attempt(page, 1)).to_have_attribute("data-outcome", "running")
+    expect(page.get_by_test_id("in-flight")).to_have_text("1")
+    httpx.get(f"{pages}/release/{gate}", timeout=10).raise_for_status()
+    expect(attempt(page, 1)).to_have_attribute("data-outcome", "ok")
+    expect(row(page, running).get_by_test_id("job-status")).to_have_text("succeeded")
+    # one cancelled from the page ends cancelled
+    hold = uuid.uuid4().hex
+    cancelled = submit_from_page(page, f"{pages}/gate/{hold}")
+    expect(attempt(page, 1)).to_have_attribute("data-outcome", "running")
+    page.get_by_test_id("cancel-job").click()
+    expect(page.get_by_test_id("detail-status")).to_have_text("cancelled")
+    expect(row(page, cancelled).get_by_test_id("job-status")).to_have_text("cancelled")
+    httpx.get(f"{pages}/release/{hold}", timeout=10).raise_for_status()
 
 
 def beacon_hits(pages: str, key: str) -> int:

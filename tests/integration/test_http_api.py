@@ -147,7 +147,7 @@ def test_endpoints_and_their_errors(stack: Stack, pages: str) -> None:
         doc = api.get("/openapi.json").json()
         assert doc["openapi"].startswith("3.1")
         assert set(doc["paths"]) == {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/events",
-                                     "/v1/jobs/{job_id}/stream"}
+                                     "/v1/jobs/{job_id}/stream", "/v1/stats"}  # + the dashboard's
 
 
 def test_an_idempotent_resubmit_on_another_pod_after_sigkill_runs_once(stack: Stack, pages: str) -> None:

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 import ledger as L
-from ws_edge._index import BUCKET_S, BUCKETS, CursorError, RecentJobs
+from ws_edge._index import BUCKET_S, BUCKETS, CURSOR, CursorError, RecentJobs
 from ws_edge._openapi import openapi_document
 
 NOW = 1_800_000_000.0
@@ -124,8 +124,21 @@ def test_tombstones_remove_and_bad_cursors_are_refused() -> None:
     index = filled(10, 100)
     index.apply([(job(3).job_id, None)])
     assert len(index) == 9 and job(3).job_id not in {j.job_id for j in index.page().jobs}
-    with pytest.raises(CursorError):
-        index.page(cursor="not-a-cursor")
+    for bad in ("not-a-cursor", "1.5", "~abc", "1e9~abc", "-1~abc", "1~a b"):
+        with pytest.raises(CursorError):
+            index.page(cursor=bad)
+
+
+def test_any_cursor_of_the_documented_shape_is_a_position() -> None:
+    index = RecentJobs(100, clock=lambda: NOW)
+    t = NOW + 0.123456789  # more digits than a fixed format would keep
+    index.apply([job(i, at=t + i / 7) for i in range(5)])
+    page = index.page(limit=2)
+    assert page.next_cursor is not None and CURSOR.fullmatch(page.next_cursor)
+    rest = index.page(cursor=page.next_cursor, limit=10).jobs
+    assert [j.job_id for j in rest] == [job(i).job_id for i in (2, 1, 0)]  # none repeated
+    between = index.page(cursor=f"{t + 2.5 / 7}~", limit=10).jobs  # a cursor no page handed out
+    assert [j.job_id for j in between] == [job(i).job_id for i in (2, 1, 0)]
 
 
 def test_views_per_owner() -> None:

@@ -1,4 +1,4 @@
-// The dashboard: counters from /v1/stats/stream, the recent-jobs table from GET /v1/jobs (paged
+// The dashboard: counters from /v1/stats (each second), the recent-jobs table from GET /v1/jobs (paged
 // and filtered on the server), a job's timeline from /events and /stream, and a submit box.
 // Everything shown is set as text; scraped HTML goes only into a sandboxed iframe (no scripts).
 
@@ -147,17 +147,19 @@ function showStats(stats) {
   }
 }
 
+// the counters are small and always change somewhere: one GET a second (the answer's version
+// says whether the table's first page needs reading again)
 async function followStats() {
   for (;;) {
     try {
+      showStats(await get("/v1/stats"));
       $("live").textContent = "live";
       $("live").className = "live on";
-      await stream("/v1/stats/stream", (ev) => { if (ev.event === "stats") showStats(ev.data); });
     } catch (e) {
       $("live").textContent = `offline (${e.code || e.message})`;
+      $("live").className = "live";
     }
-    $("live").className = "live";
-    await new Promise((r) => { setTimeout(r, 2000); }); // reconnect pacing
+    await new Promise((r) => { setTimeout(r, 1000); }); // the refresh pace
   }
 }
 
@@ -188,7 +190,8 @@ function showJob(job) {
   state.detail.html = html;
   if (html !== null) showSource(false);
   const local = state.local.get(job.job_id);
-  if (local) Object.assign(local, { status: job.status, attempts: job.attempts, finished_at: job.finished_at, error: job.error });
+  if (local) Object.assign(local, { status: job.status, attempts: job.attempts, error: job.error,
+    finished_at: job.finished_at ?? (FINISHED.includes(job.status) ? Date.now() / 1000 : null) });
 }
 
 function showSource(source) {
@@ -253,6 +256,7 @@ async function follow(d) {
             renderDetail();
           } else if (ev.event === "result") {
             d.done = true;
+            d.result = ev.data; // the result frame's fields: all the page needs to show it
           }
         }, { signal: d.abort.signal, lastEventId: last });
       } catch (e) {
@@ -260,13 +264,12 @@ async function follow(d) {
         await new Promise((r) => { setTimeout(r, 1000); }); // reconnect pacing, resumes at `last`
       }
     }
-    if (state.detail !== d) return;
-    const [job] = await Promise.all([get(`/v1/jobs/${encodeURIComponent(d.id)}`), refreshEvents()]);
-    if (state.detail === d) {
-      showJob(job);
-      renderDetail();
-      loadJobs();
-    }
+    if (state.detail !== d || !d.result) return;
+    const r = d.result;
+    showJob({ job_id: r.job_id, status: r.status, url: r.url, attempts: r.attempts, error: r.error || null, result: r });
+    renderDetail();
+    loadJobs();
+    await refreshEvents(); // the outcome's delivery and any resumes, which the stream leaves out
   } finally {
     clearInterval(ticker);
   }
