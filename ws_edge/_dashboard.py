@@ -18,6 +18,7 @@ its owner's view once keys exist; the page asks for a key when an answer is ``40
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,18 +96,18 @@ class JobList(Jobs):
 
     def _statuses(self) -> frozenset[str]:
         raw = self.get_query_argument("status", "")
-        wanted = frozenset(s.strip() for s in raw.split(",") if s.strip())
+        if not raw:
+            return frozenset()  # every status
+        wanted = frozenset(raw.split(","))
         bad = wanted - set(STATUSES) - {ACTIVE}
         if bad:
-            raise ApiError(400, "invalid_status", f"unknown status: {', '.join(sorted(bad))}")
+            shown = ", ".join(repr(b) for b in sorted(bad))
+            raise ApiError(400, "invalid_status", f"unknown status: {shown} (comma-separated, no spaces)")
         return wanted
 
     def _limit(self) -> int:
         raw = self.get_query_argument("limit", "50")
-        try:
-            limit = int(raw)
-        except ValueError:
-            limit = 0
+        limit = int(raw) if re.fullmatch(r"[0-9]{1,4}", raw) else 0  # int() would take " 5", "1_0"
         if not 1 <= limit <= MAX_LIMIT:
             raise ApiError(400, "invalid_limit", f"limit is a whole number from 1 to {MAX_LIMIT}")
         return limit

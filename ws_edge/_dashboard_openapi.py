@@ -71,13 +71,14 @@ _LIST = {
     "summary": "Recent jobs, newest first, filtered and paged on the server",
     "parameters": [
         {"name": "status", "in": "query", "required": False,
-         "schema": {"type": "string", "pattern": f"^({_ONE})(,({_ONE}))*$"},
-         "description": f"comma-separated statuses ({', '.join(STATUSES)}) or {ACTIVE} (not finished)"},
+         "schema": {"type": "string", "pattern": f"^(|({_ONE})(,({_ONE}))*)$"},
+         "description": f"comma-separated statuses ({', '.join(STATUSES)}) or {ACTIVE} (not finished); "
+                        "empty or absent: all"},
         {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200},
          "description": "case-insensitive part of the job id or URL"},
         {"name": "cursor", "in": "query", "required": False,
-         "schema": {"type": "string", "pattern": f"^{CURSOR.pattern}$"},
-         "description": "next_cursor of the previous page"},
+         "schema": {"type": "string", "pattern": f"^(|{CURSOR.pattern})$"},
+         "description": "next_cursor of the previous page (empty or absent: the newest)"},
         {"name": "limit", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
     ],
