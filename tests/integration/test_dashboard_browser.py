@@ -120,6 +120,15 @@ def test_submit_watch_inspect_and_filter(live: str, pages: str, page: Page, tmp_
     expect(frame.locator("h1")).to_have_text("page 42")
     assert page.get_by_test_id("rendered").get_attribute("sandbox") == ""
 
+    # other output formats, shown as text
+    page.get_by_test_id("format-html").uncheck()
+    page.get_by_test_id("format-markdown").check()
+    submit_from_page(page, f"{pages}/page/43")
+    expect(page.get_by_test_id("source")).to_contain_text("page 43")
+    expect(page.get_by_test_id("show-rendered")).to_be_hidden()
+    page.get_by_test_id("format-markdown").uncheck()
+    page.get_by_test_id("format-html").check()
+
     # a failed job shows its error code, in the table and on its own
     bad = submit_from_page(page, f"{pages}/status/404")
     expect(row(page, bad).get_by_test_id("job-status")).to_have_text("failed")
@@ -144,17 +153,17 @@ def test_submit_watch_inspect_and_filter(live: str, pages: str, page: Page, tmp_
     status.select_option("succeeded")
     expect(row(page, bad)).to_have_count(0)
     expect(row(page, ok)).to_be_visible()
-    expect(page.get_by_test_id("job-row")).to_have_count(10)  # 8 + ok + flaky
+    expect(page.get_by_test_id("job-row")).to_have_count(11)  # 8 + ok + markdown + flaky
     # search by an id prefix
     status.select_option("")
     page.get_by_test_id("filter-q").fill(bad[:8])
     expect(page.get_by_test_id("job-row")).to_have_count(1)
     expect(row(page, bad)).to_be_visible()
     page.get_by_test_id("filter-q").fill("")
-    expect(page.get_by_test_id("job-row")).to_have_count(11)
+    expect(page.get_by_test_id("job-row")).to_have_count(12)
     # counters: everything finished, none in flight
     expect(page.get_by_test_id("in-flight")).to_have_text("0")
-    expect(page.get_by_test_id("finished-by-status")).to_have_text("succeeded 10 · failed 1")
+    expect(page.get_by_test_id("finished-by-status")).to_have_text("succeeded 11 · failed 1")
     expect(page.locator("#chart rect.bar").first).to_be_visible()
 
     row(page, flaky).click()

@@ -185,10 +185,16 @@ function showJob(job) {
   const err = job.error || (job.result && job.result.error);
   $("detail-error").hidden = !err;
   $("detail-error").textContent = err ? `${err.code}: ${err.message}` : "";
-  const html = job.result && typeof job.result.html === "string" ? job.result.html : null;
-  $("result").hidden = html === null;
-  state.detail.html = html;
+  const r = job.result || {};
+  const html = typeof r.html === "string" ? r.html : null;
+  // without html (other formats asked for), the outputs are shown as text only
+  const others = ["markdown", "text"].map((f) => r[f]).find((v) => typeof v === "string")
+    ?? (r.links || r.metadata ? JSON.stringify({ links: r.links, metadata: r.metadata }, null, 2) : null);
+  $("result").hidden = html === null && others == null;
+  $("show-rendered").hidden = html === null;
+  state.detail.html = html ?? others;
   if (html !== null) showSource(false);
+  else if (others != null) showSource(true);
   const local = state.local.get(job.job_id);
   if (local) Object.assign(local, { status: job.status, attempts: job.attempts, error: job.error,
     finished_at: job.finished_at ?? (FINISHED.includes(job.status) ? Date.now() / 1000 : null) });
@@ -286,14 +292,15 @@ $("cancel-job").addEventListener("click", async () => {
 });
 
 // --- submit ------------------------------------------------------------------------------
+const FORMATS = ["html", "markdown", "text", "links", "metadata"];
 let formatsOffered = null;
 
 async function loadFormats() {
   const box = $("formats");
   try {
     const doc = await get("/openapi.json");
-    const prop = doc.components.schemas.JobRequest.properties.formats;
-    formatsOffered = prop && prop.items && prop.items.enum ? prop.items.enum : null;
+    // offered only when this edge's job object has a `formats` field
+    formatsOffered = doc.components.schemas.JobRequest.properties.formats ? FORMATS : null;
   } catch {
     formatsOffered = null;
   }
@@ -316,7 +323,8 @@ $("submit-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const url = $("submit-url").value.trim();
   const body = { url };
-  if (formatsOffered) body.formats = [...$("formats").querySelectorAll("input:checked")].map((i) => i.value);
+  const chosen = [...$("formats").querySelectorAll("input:checked")].map((i) => i.value);
+  if (formatsOffered && chosen.length && chosen.join() !== "html") body.formats = chosen; // html: the default
   $("submit-msg").textContent = "submitting…";
   try {
     const answer = await request("POST", "/v1/jobs", body);
