@@ -14,6 +14,8 @@ person or a connection (attach, delivery, redrive) get random ids.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass, field, fields
@@ -43,6 +45,25 @@ which lack the field, decode to the default."""
 def new_job_id() -> str:
     """A URL-safe, unguessable job id: 128 random bits (22 characters, base64url)."""
     return secrets.token_urlsafe(16)
+
+
+def idempotent_job_id(owner: str | None, key: str) -> str:
+    """The job id of idempotency key ``key`` of ``owner`` (None until API keys exist).
+
+    Derived, not stored: every edge pod computes the same id for the same (owner, key) with no
+    shared memory, so a resubmit after a lost answer or a dead pod names the same job, and the
+    ledger's per-job order decides which submit came first. 128 bits of SHA-256, in the same
+    22-character shape as :func:`new_job_id`; as unguessable as the key itself is (the clients
+    make random keys), and scoped by owner so one owner's key can never name another's job.
+    """
+    material = b"scrapeledger/idempotency/v1\0" + (owner or "").encode() + b"\0" + key.encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(material).digest()[:16]).rstrip(b"=").decode()
+
+
+def key_digest(key: str) -> str:
+    """What the ledger keeps of an idempotency key: its SHA-256 (the job id already depends on
+    the key, so the key itself would let anyone who can read the ledger resubmit as its owner)."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def new_event_id() -> str:
@@ -96,9 +117,19 @@ class FetchSpec(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobSubmitted(FetchSpec):
-    """A client asked for a URL. ``source`` is the edge pod that holds the client."""
+    """A client asked for a URL. ``source`` is the edge pod that holds the client.
+
+    ``owner`` (who submitted it: None until API keys exist) and ``idempotency_digest`` (the
+    SHA-256 of the client's idempotency key, when it sent one) are :data:`ADDED` fields: an
+    unkeyed submit is on the wire what it was before them. A keyed job's id is derived
+    from (owner, key), so the same key may submit it again: only the first ``JobSubmitted`` of a
+    job counts, later ones are attaches (the fold keeps the first request; the validator
+    validates only the first).
+    """
 
     TYPE: ClassVar[str] = "JobSubmitted"
+    owner: str | None = field(default=None, metadata=ADDED)
+    idempotency_digest: str | None = field(default=None, metadata=ADDED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,6 +275,16 @@ class JobRedriven(FetchSpec):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobCancelled(Event):
+    """A client cancelled the job. Terminal (``cancelled``) unless the job had already finished,
+    in which case it changes nothing. The scraper abandons the job's fetch in flight and starts
+    no attempt after it."""
+
+    TYPE: ClassVar[str] = "JobCancelled"
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobExpired(Event):
     """The job left the replay window; its state is removed from ``job-state``. Terminal."""
 
@@ -267,6 +308,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ResultDelivered,
         JobRedriven,
         JobExpired,
+        JobCancelled,
     )
 }
 
@@ -284,9 +326,12 @@ Status = Literal[
     "failed",
     "dead_lettered",
     "expired",
+    "cancelled",
 ]
 
-TERMINAL: frozenset[str] = frozenset({"succeeded", "rejected", "failed", "dead_lettered", "expired"})
+TERMINAL: frozenset[str] = frozenset(
+    {"succeeded", "rejected", "failed", "dead_lettered", "expired", "cancelled"}
+)
 REDRIVABLE: frozenset[str] = frozenset({"failed", "dead_lettered"})
 
 

@@ -8,8 +8,13 @@ ledger, and what the Hypothesis tests pin down:
   at-least-once redelivery and replays are harmless.
 * **First outcome wins.** Every outcome of fetch attempt *n* shares one event id
   (:func:`outcome_id`), so a replayed attempt cannot overwrite the one recorded first.
-* **Terminal is sticky.** After ``succeeded`` / ``rejected`` / ``failed`` / ``dead_lettered``
-  only attaches, deliveries, a redrive (of failed or dead-lettered jobs) or expiry change anything.
+* **Terminal is sticky.** After ``succeeded`` / ``rejected`` / ``failed`` / ``dead_lettered`` /
+  ``cancelled`` only attaches, deliveries, a redrive (of failed or dead-lettered jobs) or expiry
+  change anything; a cancel of a finished job (or of one not submitted) is only recorded as
+  seen. (Skipping it entirely would break idempotence: after a redrive the replayed cancel
+  would apply.)
+* **The first submit wins.** A job whose id comes from an idempotency key may be submitted again
+  (a client that lost the answer, on any pod); a later ``JobSubmitted`` only attaches its pod.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ._events import (
     AttemptFailed,
     ClientAttached,
     Event,
+    JobCancelled,
     JobDeadLettered,
     JobExpired,
     JobFailed,
@@ -43,7 +49,7 @@ from ._events import (
     Status,
 )
 
-STATE_VERSION = 2  # 2: ``sealed`` (the request's credentials, sealed)
+STATE_VERSION = 3  # 2: ``sealed`` (the request's credentials, sealed); 3: ``owner``, ``submitted_url``
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +88,10 @@ class JobState:
     sealed: str | None = None
     formats: tuple[str, ...] = DEFAULT_FORMATS
     origin_pod: str = ""
+    owner: str | None = None
+    submitted_url: str = ""
+    """The URL as the first submit asked for it (``url`` becomes the validator's normal form):
+    a resubmit with the same idempotency key and another URL is refused against this."""
     submitted_at: float | None = None
     updated_at: float | None = None
     finished_at: float | None = None
@@ -175,6 +185,8 @@ def fold(state: JobState | None, event: Event) -> JobState:
         "updated_at": event.at if state.updated_at is None else max(state.updated_at, event.at),
     }
     changes = _transition(state, event)
+    if not changes and isinstance(event, JobCancelled):
+        del common["updated_at"]  # a cancel that changed nothing did not update the job either
     return dataclasses.replace(state, **common, **changes)
 
 
@@ -188,9 +200,15 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
             return {"pods": _add(state.pods, pod)}
         case ResultDelivered(pod=pod):
             return {"delivered_to": _add(state.delivered_to, pod)}
+        case JobSubmitted() if state.submitted_at is not None:
+            # a repeated submit of a keyed job: whatever it asks, only its pod counts (the
+            # client there waits for the result)
+            return {"pods": _add(state.pods, event.source)}
         case JobSubmitted():
             changes: dict[str, Any] = {
                 "url": event.url,
+                "submitted_url": event.url,
+                "owner": event.owner,
                 "headers": dict(event.headers),
                 "timeout_s": event.timeout_s,
                 "proxy": event.proxy,
@@ -224,6 +242,12 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
         return {}
     attempts = max(state.attempts, event.attempt)
     match event:
+        case JobCancelled() if state.submitted_at is None:
+            # an id nobody submitted yet (a keyed job's id is known before its submit)
+            return {}
+        case JobCancelled(reason=reason):
+            message = f"cancelled: {reason}" if reason else "cancelled by the client"
+            return _finish(event, "cancelled", error=JobError(code="cancelled", message=message))
         case JobValidated():
             if state.status in ("unknown", "submitted"):
                 return {"status": "validated", "url": event.url, "formats": event.formats}

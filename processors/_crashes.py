@@ -40,7 +40,7 @@ FINISHED_KEPT = 100_000
 """Finished attempts remembered (oldest forgotten first): replayed triggers arrive within seconds
 of their outcome, and the bound keeps a long-running scraper's memory flat."""
 
-_RELEVANT = (L.AttemptStarted, L.ProcessingFailed, L.RetryScheduled, *L.OUTCOMES)
+_RELEVANT = (L.AttemptStarted, L.ProcessingFailed, L.RetryScheduled, L.JobCancelled, *L.OUTCOMES)
 
 
 @dataclass
@@ -52,10 +52,21 @@ class CrashLog:
     finished: dict[tuple[str, int], None] = field(default_factory=dict)  # an insertion-ordered set
     failures: Counter[tuple[str, int, int]] = field(default_factory=Counter)
     """``(processor, partition, offset)`` -> times that processor raised on that record."""
+    cancelled: dict[str, None] = field(default_factory=dict)
+    """Jobs cancelled (an insertion-ordered set, bounded like ``finished``): no attempt of
+    theirs starts any more. A trigger that follows its job's cancel in the ledger is seen after
+    it, in this stream or in the start-up read, which covers every uncommitted record."""
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return job_id in self.cancelled
 
     def add(self, event: L.Event) -> None:
         key = (event.job_id, event.attempt)
-        if isinstance(event, L.AttemptStarted):
+        if isinstance(event, L.JobCancelled):
+            self.cancelled[event.job_id] = None
+            if len(self.cancelled) > FINISHED_KEPT:
+                del self.cancelled[next(iter(self.cancelled))]
+        elif isinstance(event, L.AttemptStarted):
             self.starts[key] += 1
             if event.solo:
                 self.solo_starts[key] += 1
@@ -80,8 +91,8 @@ class CrashLog:
     def plan(self, job_id: str, attempt: int, *, max_crashes: int) -> Plan:
         """What the scraper should do with attempt ``attempt`` of ``job_id`` now."""
         key = (job_id, attempt)
-        if key in self.finished:
-            return "skip"  # its outcome is already in the ledger; fetching again changes nothing
+        if key in self.finished or job_id in self.cancelled:
+            return "skip"  # its outcome is already in the ledger, or nobody wants it any more
         if self.solo_starts[key] >= max_crashes:
             return "dead"
         if self.starts[key] >= SOLO_AFTER:

@@ -53,6 +53,21 @@ def delivery_record(state: L.JobState) -> bytes:
     return dataclasses.replace(state, headers={}, proxy=None, sealed=None).to_json()
 
 
+def reply_record(state: L.JobState, event: L.Event) -> bytes:
+    """A notice answering one request event (a keyed submit, a cancel) to the pod that wrote it:
+    the job's state after the event, and which event it answers (``reply_to``), so the edge can
+    tell "new job" from "already submitted", "conflicting URL", "cancelled" or "too late" with the
+    materializer's own state - ordered with every other event of the job by its partition."""
+    bare = dataclasses.replace(state, headers={}, proxy=None, sealed=None)  # as delivery_record
+    return orjson.dumps({**bare.to_dict(), "reply_to": event.event_id})
+
+
+def wants_reply(event: L.Event) -> bool:
+    return isinstance(event, L.JobCancelled) or (
+        isinstance(event, L.JobSubmitted) and event.idempotency_digest is not None
+    )
+
+
 def materialize_step(
     raw: bytes | None, key: str | None, state: Any, pod: str, fault_spec: str = ""
 ) -> list[Out]:
@@ -78,9 +93,13 @@ def materialize_step(
         # durable, in the same partition, so none can come later): answer it, keep no state.
         log.info("resume of unknown job %s from %s", job_ref(event.job_id), event.pod)
         return [Out(T.DELIVERIES, event.pod, L.JobState(job_id=event.job_id).to_json())]
+    if before is None and isinstance(event, L.JobCancelled):
+        log.info("cancel of unknown job %s from %s", job_ref(event.job_id), event.source)
+        return [Out(T.DELIVERIES, event.source, reply_record(L.JobState(job_id=event.job_id), event))]
     after = L.fold(before, event)
+    reply = [Out(T.DELIVERIES, event.source, reply_record(after, event))] if wants_reply(event) else []
     if after is before:
-        return []
+        return reply  # a duplicate or a too-late cancel: answered, nothing else changes
     data = after.to_dict()
     state.set(STATE_KEY, data)
     if after.status == "expired":
@@ -98,7 +117,7 @@ def materialize_step(
         notice = delivery_record(after)
         outs.extend(Out(T.DELIVERIES, p, notice) for p in due)
         log.debug("job %s %s; delivering to %s", job_ref(event.job_id), after.status, ", ".join(due))
-    return outs
+    return outs + reply
 
 
 def salvage(event: L.Event) -> list[L.Event]:

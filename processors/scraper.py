@@ -50,21 +50,29 @@ from scrapeledger.vault import Vault
 
 from . import formats as F
 from ._app import Processor
-from ._crashes import CrashLog, Plan
+from ._cancels import CancelWatch
+from ._crashes import FINISHED_KEPT, CrashLog, Plan
 
 log = logging.getLogger(__name__)
 
 SINK_WINDOW_FACTOR = 4
 
 
-_WATCHED: tuple[type[L.Event], ...] = (*L.SCRAPE_TRIGGERS, L.ScrapeSucceeded, L.JobFailed, L.JobDeadLettered)
+_WATCHED: tuple[type[L.Event], ...] = (
+    *L.SCRAPE_TRIGGERS, L.ScrapeSucceeded, L.JobFailed, L.JobDeadLettered, L.JobCancelled,
+)
+
+CANCELLED_CODE = "cancelled"
 
 
-def scrape_trigger(raw: bytes, crashes: CrashLog) -> L.FetchSpec | None:
-    """The fetch request in a ledger record, or None for records the scraper does not act on.
+def scrape_trigger(raw: bytes, crashes: CrashLog) -> L.FetchSpec | L.JobCancelled | None:
+    """The fetch request (or cancel) in a ledger record, or None for records the scraper does
+    not act on.
 
     Outcomes passing by are noted in ``crashes``: a trigger that a restarted validator writes
     again comes after its attempt's outcome in the same partition, and is then not refetched.
+    Cancels are noted there too (no attempt of the job starts after one) and handed to the sink,
+    which abandons the job's attempt in flight.
     """
     EVENTS.labels("scraper").inc()
     if not L.may_be(raw, _WATCHED):
@@ -74,6 +82,8 @@ def scrape_trigger(raw: bytes, crashes: CrashLog) -> L.FetchSpec | None:
     except EventError:
         return None  # the materializer dead-letters undecodable records
     crashes.add(event)
+    if isinstance(event, L.JobCancelled):
+        return event
     if isinstance(event, L.SCRAPE_TRIGGERS) and isinstance(event, L.FetchSpec):
         return event
     return None
@@ -148,6 +158,14 @@ def outcome_events(
                 formats=trigger.formats,
             )
         ]
+    if result.code == CANCELLED_CODE:
+        # the job is already terminal (cancelled); this only closes the attempt in the ledger
+        return [
+            L.AttemptFailed(
+                **common, code=result.code, message=result.message, retryable=False,
+                http_status=result.http_status,
+            )
+        ]
     if not result.retryable:
         return [
             L.JobFailed(
@@ -217,6 +235,12 @@ class FetchSink(BaseSink):
             settings.scraper_format_threads, thread_name_prefix="scraper-formats"
         )
         self.in_flight = 0
+        self._running: dict[str, set[asyncio.Task[FetchOk | FetchError | None]]] = {}
+        """Per job, its attempts' cancellable part (back-off wait, start, fetch); loop thread only."""
+        self._cancelled: dict[str, None] = {}
+        """Jobs cancelled as heard by the :class:`CancelWatch` (loop thread only, bounded)."""
+        self._watch: CancelWatch | None = None
+        self.abandoned = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -230,11 +254,20 @@ class FetchSink(BaseSink):
         self._producer = AsyncProducer(self.settings, name="scraper-producer")
         # the fetcher (and its HTTP client) must be created on the loop that will use it
         self._fetcher = asyncio.run_coroutine_threadsafe(self._make_fetcher(), loop).result()
+        self._watch = CancelWatch(self.settings, self.settings.group("scraper"), self._heard)
+        self._watch.start()
+
+    def _heard(self, event: L.JobCancelled) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._abandon, event.job_id)
 
     async def _make_fetcher(self) -> Fetcher:
         return Fetcher.from_settings(self.settings)
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         self.flush()
         loop = self._loop
         if loop is not None and self._fetcher is not None:
@@ -259,6 +292,9 @@ class FetchSink(BaseSink):
         if self._loop is None:
             self.setup()
         assert self._loop is not None
+        if isinstance(value, L.JobCancelled):
+            self._loop.call_soon_threadsafe(self._abandon, value.job_id)
+            return
         trigger: L.FetchSpec = value
         plan = self.crashes.plan(
             trigger.job_id, trigger.attempt, max_crashes=self.settings.scraper_max_crashes
@@ -313,32 +349,74 @@ class FetchSink(BaseSink):
 
     # --- one attempt -------------------------------------------------------------------------
 
+    def _abandon(self, job_id: str) -> None:
+        """The job was cancelled: stop its attempt wherever it is (waiting, starting, fetching)."""
+        self._cancelled[job_id] = None
+        if len(self._cancelled) > FINISHED_KEPT:
+            del self._cancelled[next(iter(self._cancelled))]
+        for task in self._running.get(job_id, ()):
+            task.cancel()
+
+    def _is_cancelled(self, job_id: str) -> bool:
+        return job_id in self._cancelled or self.crashes.is_cancelled(job_id)
+
     async def _attempt(self, trigger: L.FetchSpec, plan: Plan) -> None:
-        assert self._fetcher is not None and self._producer is not None
         if plan == "dead":
             await self._record_crashed(trigger)
             return
+        started: list[bool] = []
+        run = asyncio.ensure_future(self._run(trigger, plan, started))
+        running = self._running.setdefault(trigger.job_id, set())
+        running.add(run)
+        try:
+            result = await run
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the loop is going away, not a cancel of this job
+            result = FetchError(code=CANCELLED_CODE, message="abandoned: the job was cancelled",
+                                retryable=False) if started else None
+            self.abandoned += 1
+            log.info("job %s attempt %d abandoned: cancelled", trigger.job_id, trigger.attempt)
+        finally:
+            running.discard(run)
+            if not running:
+                self._running.pop(trigger.job_id, None)
+        if result is not None:
+            await self._record(trigger, result)
+
+    async def _run(
+        self, trigger: L.FetchSpec, plan: Plan, started: list[bool]
+    ) -> FetchOk | FetchError | None:
+        """Wait out the back-off, record the start, fetch; None if the job was cancelled before
+        anything started. A cancel cancels this task (see :meth:`_abandon`)."""
+        assert self._fetcher is not None and self._producer is not None
+        if self._is_cancelled(trigger.job_id):
+            return None
         if isinstance(trigger, L.RetryScheduled):
             wait = trigger.not_before - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+        if self._is_cancelled(trigger.job_id):
+            return None
         # durable before the fetch: if the fetch takes the process down, the count survives it
         started_event = L.AttemptStarted(
             job_id=trigger.job_id, event_id=L.new_event_id(), at=L.now(), source=self.settings.pod_name,
             attempt=trigger.attempt, solo=plan == "solo",
         )
+        started.append(True)  # from here on an abandoned attempt records an outcome
         await self._producer.produce(
             self.settings.topic(T.LEDGER), trigger.job_id, L.encode_event(started_event)
         )
-        started = time.perf_counter()
+        began = time.perf_counter()
         IN_FLIGHT.inc()
         try:
             result = await self._fetch(trigger)
         finally:
             IN_FLIGHT.dec()
-        FETCH_SECONDS.observe(time.perf_counter() - started)
+        FETCH_SECONDS.observe(time.perf_counter() - began)
         ATTEMPTS.labels("ok" if isinstance(result, FetchOk) else result.code).inc()
-        await self._record(trigger, result)
+        return result
 
     async def _fetch(self, trigger: L.FetchSpec) -> FetchOk | FetchError:
         assert self._fetcher is not None

@@ -1,4 +1,11 @@
-"""Validator: ``JobSubmitted`` -> ``JobValidated`` or ``JobRejected``.
+"""Validator: ``JobSubmitted`` -> ``JobValidated`` or ``JobRejected``, once per job.
+
+A job whose id comes from an idempotency key may be submitted more than once (a client that lost
+its answer submits again, on any pod). Only the first ``JobSubmitted`` of such a job is
+validated: the validator keeps "this keyed job was submitted" in its Quix Streams state store
+(RocksDB, backed by a changelog topic, so it survives restarts and moves with the partition), and
+later submits of the job produce nothing, so no second run ever starts. Unkeyed jobs have random
+ids, are submitted once, and never touch the store.
 
 Static checks only (scheme, length, host syntax, an IP-literal host in a forbidden range, the
 options' schema), so the validator never blocks on the network. The scraper re-checks every
@@ -11,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import ledger as L
@@ -100,15 +107,27 @@ def trusted_proxies(settings: Settings) -> frozenset[str]:
     return frozenset(str(parse_proxy(p)) for p in settings.scraper_proxies)
 
 
+SUBMITTED_KEY = "submitted"
+
+
+class SeenStore(Protocol):
+    """The part of Quix Streams' per-key ``State`` the validator uses."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+    def set(self, key: str, value: Any) -> None: ...
+
+
 def validate_step(
-    raw: bytes, settings: Settings, vault: Vault, trusted: frozenset[str] = frozenset()
+    raw: bytes, settings: Settings, vault: Vault, trusted: frozenset[str] = frozenset(),
+    state: SeenStore | None = None,
 ) -> list[Out]:
     """One ledger record in, the validator's events out. Total: never raises on bad input.
 
     ``trusted`` is :func:`trusted_proxies` of ``settings``, computed once by the caller. The
     request's sealed credentials are opened to be checked like every other header (and the
     proxy with its user info), then sealed again for ``JobValidated``: under the newest key,
-    and also when a record carries credentials in clear (written before sealing existed)."""
+    and also when a record carries credentials in clear (written before sealing existed).
+    ``state`` is the job's state store (needed for keyed submits: the first one wins)."""
     EVENTS.labels("validator").inc()
     if not L.may_be(raw, (L.JobSubmitted,)):
         return []
@@ -120,6 +139,11 @@ def validate_step(
         return []
     if not isinstance(event, L.JobSubmitted):
         return []
+    if event.idempotency_digest is not None and state is not None:
+        if state.get(SUBMITTED_KEY):
+            log.info("job %s submitted again (idempotency key): not validated twice", job_ref(event.job_id))
+            return []
+        state.set(SUBMITTED_KEY, True)
     faults.check(settings.faults, "validator", event.url)
     common: dict[str, Any] = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated", "at": L.now(),
               "source": settings.pod_name}
@@ -152,10 +176,13 @@ def build(settings: Settings) -> Processor:
 
     def topology(proc: Processor) -> None:
         sdf = proc.app.dataframe(proc.topic(T.LEDGER))
-        sdf = sdf.apply(lambda raw: validate_step(raw, settings, vault, trusted), expand=True)
+        sdf = sdf.apply(
+            lambda raw, state: validate_step(raw, settings, vault, trusted, state), stateful=True,
+            expand=True,
+        )
         sdf.to_topic(proc.route, key=out_key)
 
-    return Processor(settings, "validator").define(topology)
+    return Processor(settings, "validator", stateful=True).define(topology)
 
 
 def main(settings: Settings | None = None) -> None:

@@ -176,6 +176,9 @@ def submit(
     ref: Annotated[str | None, typer.Option(help="Ref echoed in results (R-1, R-2... in a batch).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Jobs in flight at once.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON result per line, in order.")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="The same key names the same job: it never runs twice (-1, -2... in a batch).")] = None,
+    cancel: Annotated[str | None, typer.Option(help="Cancel this job id instead of submitting.")] = None,
 ) -> None:
     """Submit URL(s) (or --resume JOB_ID) and print the results in input order.
 
@@ -189,6 +192,7 @@ def submit(
                 urls=urls or (), file=file, resume=resume, server=server, headers=header or (),
                 timeout_s=timeout, proxy=proxy, ref=ref, concurrency=concurrency, as_json=as_json,
                 formats=[f.strip() for f in formats.split(",") if f.strip()] if formats is not None else None,
+                idempotency_key=idempotency_key, cancel=cancel,
             )
         )
     )

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         description="How long a WebSocket that connects while the edge is still connecting to "
         "Kafka is held before it is closed with 1013 (try again later).",
     )
+    edge_reply_timeout_s: float = Field(
+        30.0, gt=0, validation_alias=_env("EDGE_REPLY_TIMEOUT_S"),
+        description="How long a keyed submit or a cancel waits for the state materializer's "
+        "answer before the client is told to retry (HTTP 503, WebSocket submit_failed).",
+    )
     edge_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("EDGE_ALLOWED_ORIGINS"),
         description="Browser origins allowed to open a WebSocket besides the edge's own "
@@ -123,6 +128,17 @@ class Settings(BaseSettings):
         300.0, gt=0, validation_alias=_env("EDGE_ATTACH_WINDOW_S"),
         description="A pod records ClientAttached (and ResultDelivered) at most once per job "
         "within this window; repeated resumes are answered from the last answer.",
+    )
+
+    edge_index_jobs: int = Field(
+        20_000, ge=100, validation_alias=_env("EDGE_INDEX_JOBS"),
+        description="Most jobs the dashboard's recent-jobs index holds per edge pod (the oldest "
+        "by submit time are dropped first): bounds the edge's memory whatever the load.",
+    )
+    edge_index_window_s: float = Field(
+        3600.0, gt=0, validation_alias=_env("EDGE_INDEX_WINDOW_S"),
+        description="How far back in job-state the index starts reading when it is first used "
+        "(on each pod, after each restart).",
     )
 
     # --- scraper -------------------------------------------------------------------------------

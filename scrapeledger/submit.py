@@ -34,7 +34,7 @@ import ledger as L
 from ws_edge import Client, EdgeUnreachableError, JobSpec
 from ws_edge._batch import CLIENT_STATUSES, Item, Outcome, Resume, run_batch
 
-from .errors import ConfigError
+from .errors import ConfigError, ScrapeledgerError
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {
@@ -65,11 +65,16 @@ class SubmitOptions:
     ref: str | None = None
     concurrency: int = 16
     as_json: bool = False
+    idempotency_key: str | None = None
+    """The job's key (``-1``, ``-2``... appended in a batch): a repeated run never runs twice."""
+    cancel: str | None = None
     stdin: IO[str] = field(default_factory=lambda: sys.stdin)
 
 
 def run(opts: SubmitOptions) -> int:
     """Run the command; return its exit code (bad usage is one ``error:`` line and 2)."""
+    if opts.cancel is not None:
+        return _cancel(opts)
     try:
         items, single = _items(opts)
         # refused before anything is sent: a bad --server is a usage error, not a connect failure
@@ -88,6 +93,28 @@ def run(opts: SubmitOptions) -> int:
         _err("interrupted: accepted jobs still run; `scrapeledger submit --resume JOB_ID` fetches one")
         return EXIT_INTERRUPTED
     return exit_code(outcomes)
+
+
+def _cancel(opts: SubmitOptions) -> int:
+    """``--cancel JOB_ID``: 0 cancelled (or already), 1 it had finished or is unknown."""
+    if opts.urls or opts.file is not None or opts.resume is not None:
+        _err("error: give --cancel JOB_ID alone")
+        return EXIT_USAGE
+
+    async def go() -> None:
+        async with Client(opts.server, first_connect_s=FIRST_CONNECT_S, connect_timeout=5.0) as client:
+            await client.cancel(str(opts.cancel))
+
+    try:
+        asyncio.run(go())
+    except EdgeUnreachableError as exc:
+        _err(f"error: {exc}")
+        return EXIT_UNREACHABLE
+    except ScrapeledgerError as exc:
+        _err(f"{opts.cancel}: {exc}")
+        return EXIT_JOB_FAILED
+    _err(f"cancelled {opts.cancel}")
+    return EXIT_OK
 
 
 def exit_code(outcomes: Iterable[Outcome]) -> int:
@@ -130,7 +157,11 @@ def _items(opts: SubmitOptions) -> tuple[list[Item], bool]:
     items = []
     for n, url in enumerate(urls, 1):
         formats = tuple(opts.formats) if opts.formats is not None else None
-        spec = JobSpec(url=url, headers=headers, timeout_s=opts.timeout_s, proxy=opts.proxy, formats=formats)
+        key = opts.idempotency_key
+        if key is not None and not single:
+            key = f"{key}-{n}"
+        spec = JobSpec(url=url, headers=headers, timeout_s=opts.timeout_s, proxy=opts.proxy,
+                       formats=formats, idempotency_key=key)
         ref = opts.ref if opts.ref is None or single else f"{opts.ref}-{n}"
         items.append(Item(spec, ref))
     return items, single

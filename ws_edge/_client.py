@@ -3,7 +3,9 @@
 It keeps one WebSocket, matches ``accepted`` frames to requests by ``ref`` and results to jobs
 by ``job_id``, and when the connection drops it reconnects (with back-off) and sends ``resume``
 for every job that was accepted but has no result yet, so a dropped connection or a dead edge pod
-costs latency, never a result. A job whose ``accepted`` never arrived is submitted again.
+costs latency, never a result. A job whose ``accepted`` never arrived is submitted again, with
+the idempotency key it was first sent with (one per job, made here unless the caller gives one),
+so a resubmit names the same job and never runs it twice.
 
 Nothing waits without a bound: the first connect gives up after ``first_connect_s`` (a dead edge
 is reported in seconds, not after the whole reconnect budget), reconnects after
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -108,6 +112,7 @@ class Client:
         self._refs = itertools.count(1)
         self._by_ref: dict[str, _Pending] = {}
         self._resumes: dict[str, _Pending] = {}  # ref of a resume -> its request (error frames)
+        self._cancels: dict[str, tuple[dict[str, Any], asyncio.Future[str]]] = {}
         self._by_job: dict[str, _Pending] = {}
         self._unclaimed: dict[str, _Pending] = {}  # submit()ted jobs whose result came first
         self._reader: asyncio.Task[None] | None = None
@@ -188,6 +193,24 @@ class Client:
         await self._write(pending.frame)
         return await self._bounded(pending.result, self.result_timeout, pending, "no result")
 
+    async def cancel(self, job_id: str) -> None:
+        """Cancel a job. Raises :class:`ClientError` ``already_finished`` if it had finished
+        (nothing changed) and :class:`UnknownJobError` for an id the ledger never saw; a job
+        that was already cancelled is not an error. A waiting :meth:`result` gets the
+        ``cancelled`` result."""
+        ref = f"x{next(self._refs)}"
+        frame = {"event": "cancel", "job_id": job_id, "ref": ref}
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._cancels[ref] = (frame, done)
+        try:
+            await self._write(frame)
+            await asyncio.wait_for(asyncio.shield(done), self.request_timeout)
+        except TimeoutError:
+            raise ClientTimeoutError(f"no answer to the cancel of {job_id} within "
+                                     f"{self.request_timeout:g} s", job_id) from None
+        finally:
+            self._cancels.pop(ref, None)
+
     async def reconnect(self) -> None:
         """Drop the connection now; the client moves to the next server and resumes its jobs there.
 
@@ -206,6 +229,8 @@ class Client:
                 ref = f"c{next(self._refs)}"
         elif ref in self._by_ref or ref in self._resumes:
             raise ClientError("duplicate_ref", f"ref {ref!r} is already waiting for an answer")
+        if job.idempotency_key is None:  # its resubmits (a lost accepted) must name the same job
+            job = dataclasses.replace(job, idempotency_key=secrets.token_urlsafe(16))
         pending = _Pending(frame={"event": "job", "message": job.message(), "ref": ref}, claimed=claimed)
         self._by_ref[ref] = pending
         await self._write(pending.frame)
@@ -287,6 +312,9 @@ class Client:
                 for fut in (pending.accepted, pending.result):
                     if not fut.done():
                         fut.set_exception(err)
+            for _, done in self._cancels.values():
+                if not done.done():
+                    done.set_exception(err)
             self._by_ref.clear()
             self._by_job.clear()
             self._resumes.clear()
@@ -317,6 +345,8 @@ class Client:
                 await self._resume_again(pending)
         for pending in list(self._by_ref.values()):
             await self._write(pending.frame)
+        for frame, _ in list(self._cancels.values()):
+            await self._write(frame)  # a cancel is idempotent
 
     async def _resume_again(self, pending: _Pending) -> None:
         """Resume a pending job under a new ref: an error frame for it fails the job's wait, and
@@ -342,6 +372,18 @@ class Client:
 
     def _handle(self, frame: dict[str, Any]) -> None:
         event = frame.get("event")
+        cancel = self._cancels.get(str(frame.get("ref")))
+        if cancel is not None and event in ("cancelled", "unknown_job", "error"):
+            done = cancel[1]
+            if done.done():
+                return
+            if event == "cancelled":
+                done.set_result(str(frame.get("job_id")))
+            elif event == "unknown_job":
+                done.set_exception(UnknownJobError(f"unknown job {frame.get('job_id')}"))
+            else:
+                done.set_exception(ClientError(frame.get("code", "error"), frame.get("message", "")))
+            return
         if event == "accepted":
             pending = self._by_ref.pop(str(frame.get("ref")), None)
             if pending is not None:

@@ -24,11 +24,15 @@ class JobSpec:
     formats: tuple[str, ...] | None = None
     """Output formats: any of ``html`` (the edge's default), ``markdown``, ``text``, ``links``,
     ``metadata``; the result carries a field of each name (and ``html`` only if named)."""
+    idempotency_key: str | None = None
+    """The same key names the same job: a resubmit never runs it twice. ``Client`` gives every
+    job a random one unless the caller sets it."""
 
     def message(self) -> str | dict[str, Any]:
         """The frame's ``message``: the bare URL (the original clients' form) when no option is
         set, so a plain job looks on the wire exactly as it always did; else the object form."""
         options: dict[str, Any] = {"headers": self.headers, "timeout_s": self.timeout_s, "proxy": self.proxy,
-                                   "formats": list(self.formats) if self.formats is not None else None}
+                                   "formats": list(self.formats) if self.formats is not None else None,
+                                   "idempotency_key": self.idempotency_key}
         options = {k: v for k, v in options.items() if v is not None and v != {}}
         return {"url": self.url, **options} if options else self.url

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 import ledger as L
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 Delivery = tuple[L.JobState, str | None]
 """A terminal (or unknown) job state and its page body, if it has one."""
 
+Reply = tuple[str, L.JobState, str | None]
+"""The materializer's answer to one request event (``reply_to``): the state after it, and the
+page body when that state is a finished job's."""
+
 _RUN_GAP = 500
 """Body offsets closer than this are read in one sequential pass rather than separate seeks."""
 
@@ -46,12 +51,14 @@ class EdgeKafka:
         self,
         settings: Settings,
         on_deliveries: Callable[[list[Delivery]], None],
+        on_replies: Callable[[list[Reply]], None] | None = None,
         on_failure: Callable[[], None] | None = None,
     ) -> None:
         """``on_failure`` is called (on the reader's thread) if the deliveries reader stops."""
         self.settings = settings
         self._on_failure = on_failure
         self._on_deliveries = on_deliveries
+        self._on_replies = on_replies
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer = AsyncProducer(settings, name="edge-producer")
         # records nobody waits for (ResultDelivered) share requests: a long linger batches them
@@ -159,11 +166,16 @@ class EdgeKafka:
                         pass  # still away: error_cb counts it
                 # returns at the first record; a replay waiting shortens the wait
                 batch = _drain(deliveries, wait=0.5 if self._replays.empty() else 0.0)
-                states = [s for s in map(self._notice, batch) if s is not None]
+                notices = [n for n in map(self._notice, batch) if n is not None]
                 while not self._replays.empty():
-                    states.append(self._replays.get_nowait())
-                if states:
-                    self._dispatch(self._with_bodies(bodies, states))
+                    notices.append((self._replays.get_nowait(), None))
+                if notices:
+                    with_bodies = self._with_bodies(bodies, [state for state, _ in notices])
+                    self._dispatch(
+                        [d for d, (_, to) in zip(with_bodies, notices, strict=True) if to is None],
+                        [(to, *d) for d, (_, to) in zip(with_bodies, notices, strict=True)
+                         if to is not None],
+                    )
         except Exception as exc:
             log.exception("deliveries reader failed")
             self._failed = exc
@@ -188,7 +200,7 @@ class EdgeKafka:
                 log.warning("deliveries partition not readable yet (%s); retrying", exc)
                 time.sleep(0.5)
 
-    def _notice(self, msg: Message) -> L.JobState | None:
+    def _notice(self, msg: Message) -> tuple[L.JobState, str | None] | None:
         if msg.error() is not None:
             if msg.error().code() != KafkaError._PARTITION_EOF:
                 # a lost broker: logged once per back-off step, and past the outage limit the
@@ -202,8 +214,12 @@ class EdgeKafka:
             return None
         self.notices += 1
         try:
-            return L.JobState.from_json(msg.value())
-        except MalformedEventError as exc:
+            data = orjson.loads(msg.value())
+            if not isinstance(data, dict):
+                raise MalformedEventError("a notice is a JSON object")
+            reply_to = data.pop("reply_to", None)
+            return L.JobState.from_dict(data), reply_to if isinstance(reply_to, str) else None
+        except (MalformedEventError, orjson.JSONDecodeError) as exc:
             log.warning("bad delivery notice skipped: %s", exc)
             return None
 
@@ -236,9 +252,13 @@ class EdgeKafka:
         outage.recovered()
         return found
 
-    def _dispatch(self, deliveries: list[Delivery]) -> None:
+    def _dispatch(self, deliveries: list[Delivery], replies: list[Reply]) -> None:
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is None or loop.is_closed():
+            return
+        if replies and self._on_replies is not None:  # answers first: a result may follow one
+            loop.call_soon_threadsafe(self._on_replies, replies)
+        if deliveries:
             loop.call_soon_threadsafe(self._on_deliveries, deliveries)
 
     def _with_bodies(self, bodies: Consumer, states: list[L.JobState]) -> list[Delivery]:
@@ -260,6 +280,34 @@ class EdgeKafka:
                 body = found.get((r.body_partition or 0, r.body_offset or 0))
                 out.append((s, None if body is None else body.decode("utf-8", "replace")))
         return out
+
+
+def body_of(settings: Settings, state: L.JobState, stop: threading.Event) -> str | None:
+    """A finished job's page body, read on its own (one request's read: the HTTP API's)."""
+    r = state.result
+    if r is None:
+        return None
+    if r.body is not None:
+        return r.body
+    if r.body_partition is None or r.body_offset is None:
+        return None
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": settings.group(f"edge-{settings.pod_name}-reads"),
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "fetch.wait.max.ms": 5,
+            **fetch_config(settings),
+            "log_level": 3,
+        }
+    )
+    try:
+        found = read_bodies(consumer, settings.topic(T.BODIES), {r.body_partition: {r.body_offset}}, stop)
+    finally:
+        consumer.close()
+    body = found.get((r.body_partition, r.body_offset))
+    return None if body is None else body.decode("utf-8", "replace")
 
 
 def _drain(consumer: Consumer, wait: float = 0.1, most: int = 2000) -> list[Message]:

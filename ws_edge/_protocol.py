@@ -2,14 +2,16 @@
 
 Contract (ARCHITECTURE.md): client -> edge ``{"event":"job","message":"<url>"}`` (the original
 clients' form) or ``"message": {"url":..., "headers":{...}, "timeout_s":..., "proxy":...,
-"formats": [...]}`` with an optional ``"ref"`` echoed back, and
-``{"event":"resume","job_id":"<id>"}``. Every problem with a frame becomes a
+"formats": [...], "idempotency_key":...}`` with an optional ``"ref"`` echoed back,
+``{"event":"resume","job_id":"<id>"}`` and ``{"event":"cancel","job_id":"<id>"}``. The HTTP API
+parses its job objects with the same :func:`parse_job`. Every problem with a frame becomes a
 :class:`ProtocolError` whose code and message go back to the client in an ``error`` frame; the
 connection stays open.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,8 @@ from scrapeledger.errors import ProtocolError
 
 MAX_URL_CHARS = 8192
 MAX_FORMATS = 16
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,7 @@ class JobRequest:
     proxy: str | None = None
     ref: Any = None
     formats: tuple[str, ...] = L.DEFAULT_FORMATS
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +43,16 @@ class ResumeRequest:
     ref: Any = None
 
 
-def parse_frame(raw: str | bytes, *, max_bytes: int) -> JobRequest | ResumeRequest:
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    job_id: str
+    ref: Any = None
+
+
+Request = JobRequest | ResumeRequest | CancelRequest
+
+
+def parse_frame(raw: str | bytes, *, max_bytes: int) -> Request:
     """Parse one client frame or raise :class:`ProtocolError`."""
     if len(raw) > max_bytes:
         raise ProtocolError("frame_too_large", f"frames are limited to {max_bytes} bytes")
@@ -58,28 +72,51 @@ def parse_frame(raw: str | bytes, *, max_bytes: int) -> JobRequest | ResumeReque
         raise
 
 
-def _request(frame: dict[str, Any], ref: str | float | None) -> JobRequest | ResumeRequest:
+def _request(frame: dict[str, Any], ref: str | float | None) -> Request:
     event = frame.get("event")
     if event == "job":
-        return _job(frame.get("message"), ref)
-    if event == "resume":
+        return parse_job(frame.get("message"), ref)
+    if event in ("resume", "cancel"):
         job_id = frame.get("job_id")
         if not L.is_valid_job_id(job_id):
             raise ProtocolError("invalid_job_id", "'job_id' is not a job id")
         assert isinstance(job_id, str)
+        if event == "cancel":
+            return CancelRequest(job_id=job_id, ref=ref)
         return ResumeRequest(job_id=job_id, ref=ref)
-    raise ProtocolError("unknown_event", "'event' must be 'job' or 'resume'")
+    raise ProtocolError("unknown_event", "'event' must be 'job', 'resume' or 'cancel'")
 
 
-def _job(message: Any, ref: Any) -> JobRequest:
+JOB_FIELDS = frozenset({"url", "headers", "timeout_s", "proxy", "formats", "idempotency_key"})
+
+
+def check_idempotency_key(value: Any) -> str:
+    """A client's idempotency key: 1-255 visible ASCII characters (it is also an HTTP header)."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_IDEMPOTENCY_KEY_CHARS
+        or not _KEY_CHARS.fullmatch(value)
+    ):
+        raise ProtocolError(
+            "invalid_idempotency_key",
+            f"an idempotency key is 1-{MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters",
+        )
+    return value
+
+
+def parse_job(message: Any, ref: Any = None, *, extra: frozenset[str] = frozenset()) -> JobRequest:
+    """A job request from a URL string or a job object; ``extra`` names more fields the caller
+    reads itself (the HTTP API's ``ref``). Raises :class:`ProtocolError` (``bad_frame``, ...)."""
     if isinstance(message, str):
         return JobRequest(url=_url(message), ref=ref)
     if not isinstance(message, dict):
         raise ProtocolError("bad_frame", "'message' must be a URL or an object with a 'url'")
-    unknown = set(message) - {"url", "headers", "timeout_s", "proxy", "formats"}
+    unknown = set(message) - JOB_FIELDS - extra
     if unknown:
         raise ProtocolError("bad_frame", f"unknown 'message' fields: {', '.join(sorted(unknown))}")
-    headers = message.get("headers") or {}
+    headers = message.get("headers")
+    if headers is None:
+        headers = {}
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
@@ -92,6 +129,7 @@ def _job(message: Any, ref: Any) -> JobRequest:
     proxy = message.get("proxy")
     if proxy is not None and not isinstance(proxy, str):
         raise ProtocolError("bad_frame", "'proxy' must be a URL string")
+    key = message.get("idempotency_key")
     return JobRequest(
         url=_url(message.get("url")),
         headers=headers,
@@ -99,6 +137,7 @@ def _job(message: Any, ref: Any) -> JobRequest:
         proxy=proxy,
         ref=ref,
         formats=_formats(message.get("formats")),
+        idempotency_key=None if key is None else check_idempotency_key(key),
     )
 
 
@@ -116,8 +155,11 @@ def _formats(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+_VISIBLE = re.compile(r"[!-~]")
+
+
 def _url(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not _VISIBLE.search(value):
         raise ProtocolError("bad_frame", "'url' must be a non-empty string")
     if len(value) > MAX_URL_CHARS:
         raise ProtocolError("bad_frame", f"'url' is longer than {MAX_URL_CHARS} characters")
@@ -139,6 +181,10 @@ def error_frame(code: str, message: str, ref: Any = None, *, retry_after: float 
     if retry_after is not None:
         frame["retry_after"] = round(retry_after, 3)
     return orjson.dumps(frame)
+
+
+def cancelled_frame(job_id: str, ref: Any = None) -> bytes:
+    return orjson.dumps({"event": "cancelled", "job_id": job_id, "ref": ref})
 
 
 def unknown_job_frame(job_id: str, ref: Any = None) -> bytes:

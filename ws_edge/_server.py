@@ -15,7 +15,8 @@ import signal
 import sys
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import tornado.httputil
 import tornado.netutil
@@ -23,24 +24,30 @@ import tornado.web
 import tornado.websocket
 
 import ledger as L
-from scrapeledger.errors import BrokerError, ConfigError, ProtocolError
+from scrapeledger.errors import BrokerError, ConfigError, ProtocolError, ScrapeledgerError
 from scrapeledger.observability import JOBS_SUBMITTED, RESULTS_SENT, WS_CONNECTIONS, render
 from scrapeledger.redact import job_ref, url_ref
 from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault
 
-from ._kafka import Delivery, EdgeKafka
+from ._kafka import Delivery, EdgeKafka, Reply
 from ._limits import AttachWindow, ConnectionBudget, SendBudget, TokenBucket, raise_fd_limit
 from ._listener import MOST_LINGERING, GuardedHTTPServer
 from ._protocol import (
+    CancelRequest,
     JobRequest,
     ResumeRequest,
     accepted_frame,
+    cancelled_frame,
     error_frame,
     parse_frame,
     result_frame,
     unknown_job_frame,
 )
+
+if TYPE_CHECKING:
+    from ._http import Reads
+    from ._index_feed import IndexFeed
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,34 @@ LISTEN_BACKLOG = 4096
 clients after 1 s, then 2 s, made ``/healthz`` take seconds in the flood bench. The kernel
 caps it at ``net.core.somaxconn``."""
 """Descriptors kept for everything but client connections (Kafka clients, logs, threads)."""
+
+
+class Listener(Protocol):
+    """Whoever waits for job results on this pod: a WebSocket, or an HTTP request (``?wait``)."""
+
+    jobs: set[str]
+
+    def send(self, frame: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A recorded submit: the job and its status (``state``: the materializer's answer, keyed
+    submits only; with ``html`` when it is a finished job's result)."""
+
+    job_id: str
+    status: str
+    state: L.JobState | None = None
+    html: str | None = None
+
+
+class IdempotencyConflict(ScrapeledgerError):
+    """The idempotency key already named a job submitted for another URL."""
+
+    def __init__(self, job_id: str) -> None:
+        self.message = "this idempotency key was already used for another URL"
+        super().__init__(self.message)
+        self.job_id = job_id
 
 
 class Edge:
@@ -72,17 +107,22 @@ class Edge:
         )
         self.attached = AttachWindow(settings.edge_attach_window_s)
         """Jobs this pod recorded an attach for (resumed or submitted here) and their answers."""
-        self.kafka = EdgeKafka(settings, self._on_deliveries, on_failure)
-        self.waiting: dict[str, dict[JobSocket, Any]] = defaultdict(dict)
-        self.unaccepted: dict[tuple[str, JobSocket], list[bytes]] = {}
-        """Submits not yet acknowledged, with any result that overtook the acknowledgement: the
-        client sees ``accepted`` before ``result``, however the two threads' callbacks interleave."""
+        self.kafka = EdgeKafka(settings, self._on_deliveries, on_replies=self._on_replies,
+                               on_failure=on_failure)
+        self.waiting: dict[str, dict[Listener, Any]] = defaultdict(dict)
+        self.unaccepted: dict[tuple[str, Listener], list[bytes]] = {}
+        """Submits not yet answered, with any result that overtook the answer: the client sees
+        ``accepted`` before ``result``, however the two threads' callbacks interleave."""
+        self.replies: dict[str, asyncio.Future[Delivery]] = {}
+        """Request events (keyed submits, cancels) awaiting the materializer's answer."""
         self.sockets: set[JobSocket] = set()
         self.draining = False
         self.pending_submits = 0
         self._server: GuardedHTTPServer | None = None
         self.port: int | None = None
         self._connected = asyncio.Event()
+        self.reads: Reads | None = None
+        self.index_feed: IndexFeed | None = None
 
     @property
     def vault(self) -> Vault:
@@ -93,6 +133,12 @@ class Edge:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def application(self) -> tornado.web.Application:
+        from ._dashboard import routes as dashboard_routes
+        from ._http import NotFound, Reads, routes  # the HTTP API builds on this module
+        from ._index_feed import IndexFeed
+
+        self.reads = Reads(self)
+        self.index_feed = IndexFeed(self.settings)
         return tornado.web.Application(
             [
                 (r"/healthz", Healthz),
@@ -100,7 +146,11 @@ class Edge:
                 (r"/metrics", Metrics),
                 (r"/", JobSocket, {"edge": self}),
                 (r"/ws", JobSocket, {"edge": self}),
+                *dashboard_routes(self, self.reads, self.index_feed),  # before: GET /v1/jobs
+                *routes(self, self.reads),
             ],
+            default_handler_class=NotFound,
+            default_handler_args={"edge": self, "reads": self.reads},
             websocket_max_message_size=HARD_FRAME_LIMIT,
             websocket_ping_interval=20,
             log_function=_log_request,
@@ -138,7 +188,7 @@ class Edge:
             ) from None
         self._server = GuardedHTTPServer(
             self.application(), budget=self.connections,
-            header_timeout_s=self.settings.edge_header_timeout_s,
+            header_timeout_s=self.settings.edge_header_timeout_s, max_body_size=2 * HARD_FRAME_LIMIT,
         )
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
@@ -177,18 +227,44 @@ class Edge:
                 await asyncio.wait_for(self._server.close_all_connections(), timeout=5)
             except TimeoutError:
                 log.warning("some connections did not close in time")
+        if self.reads is not None:
+            self.reads.close()
+        if self.index_feed is not None:
+            await loop.run_in_executor(None, self.index_feed.close)
         await loop.run_in_executor(None, self.kafka.close)
         log.info("edge %s drained", self.settings.pod_name)
 
     # --- jobs --------------------------------------------------------------------------------
 
-    async def submit(self, sock: JobSocket, req: JobRequest) -> None:
-        job_id = L.new_job_id()
+    @staticmethod
+    def job_id_for(req: JobRequest, owner: str | None = None) -> str:
+        """The id a submit gets: derived from (owner, idempotency key), else new and random."""
+        if req.idempotency_key is None:
+            return L.new_job_id()
+        return L.idempotent_job_id(owner, req.idempotency_key)
+
+    async def record_submit(
+        self, req: JobRequest, *, owner: str | None = None, listener: Listener | None = None,
+        job_id: str | None = None,
+    ) -> Submitted:
+        """Write the job's ``JobSubmitted`` (acks=all) and say which job it is.
+
+        Unkeyed: a new random id, answered once the write is durable. Keyed (an idempotency
+        key): the id is derived from (owner, key), so a resubmit from any pod names the same job;
+        the materializer, which folds the job's events in ledger order, answers the submit
+        (``reply_to``) with the job's state, and the edge tells "new", "already there" and "the
+        key was used for another URL" (:class:`IdempotencyConflict`) from it. ``listener``, if
+        given, is registered for the result before the write, so a fast result finds it.
+        """
+        key = req.idempotency_key
+        job_id = job_id or self.job_id_for(req, owner)
+        # a keyed job may be submitted again: each submit is its own request, with its own id
+        event_id = f"{job_id}/submitted" if key is None else f"{job_id}/submitted/{L.new_event_id()}"
         # credentials never reach Kafka in clear: the ledger keeps this event forever
         request = self.vault.seal(job_id, req.headers, req.proxy)
         event = L.JobSubmitted(
             job_id=job_id,
-            event_id=f"{job_id}/submitted",
+            event_id=event_id,
             at=L.now(),
             source=self.settings.pod_name,
             url=req.url,
@@ -197,41 +273,77 @@ class Edge:
             proxy=request.proxy,
             sealed=request.sealed,
             formats=req.formats,
+            owner=owner,
+            idempotency_digest=None if key is None else L.key_digest(key),
         )
-        # register before the write: a fast result must find its socket
-        self.waiting[job_id][sock] = req.ref
-        sock.jobs.add(job_id)
-        sock.starting -= 1  # now counted in sock.jobs
-        held = self.unaccepted[(job_id, sock)] = []
+        if listener is not None:
+            self.waiting[job_id][listener] = req.ref
+            listener.jobs.add(job_id)
+        reply = None if key is None else self._expect_reply(event_id)
         self.pending_submits += 1
         try:
             await self.kafka.append(event)
+            if reply is None:
+                return Submitted(job_id, "submitted")
+            state, html = await self._answer(event_id, reply)
+        except BaseException:
+            self.replies.pop(event_id, None)
+            if listener is not None:
+                self._forget(job_id, listener)
+            raise
+        finally:
+            self.pending_submits -= 1
+        if state.submitted_url != req.url:
+            if listener is not None:
+                self._forget(job_id, listener)
+            raise IdempotencyConflict(job_id)
+        return Submitted(job_id, state.status, state, html)
+
+    async def submit(self, sock: Listener, req: JobRequest) -> None:
+        """A WebSocket ``job`` frame: ``accepted`` once durable (and known, for a keyed job),
+        then the result when it comes; a resubmit of a finished keyed job gets it at once."""
+        job_id = self.job_id_for(req)
+        held: list[bytes] = []  # results that overtake the answer wait for accepted
+        self.unaccepted[(job_id, sock)] = held
+        if isinstance(sock, JobSocket):
+            sock.starting -= 1  # counted in sock.jobs from here on (record_submit registers it)
+        try:
+            submitted = await self.record_submit(req, listener=sock, job_id=job_id)
+        except IdempotencyConflict as exc:
+            sock.send(error_frame("idempotency_conflict", exc.message, req.ref))
+            return
         except BrokerError as exc:
-            self._forget(job_id, sock)
             log.error("submit of %s failed: %s", url_ref(req.url), exc)
             sock.send(error_frame("submit_failed", "the job could not be recorded; retry", req.ref))
             return
         finally:
-            self.pending_submits -= 1
-            del self.unaccepted[(job_id, sock)]
+            self.unaccepted.pop((job_id, sock), None)
         JOBS_SUBMITTED.inc()
         self.attached.attach(job_id)  # the submit routes results here, as an attach would
         log.debug("job %s submitted: %s", job_ref(job_id), url_ref(req.url))
         sock.send(accepted_frame(job_id, req.ref))
         for frame in held:  # a result that arrived before the acknowledgement
             sock.send(frame)
+        if submitted.state is not None and submitted.state.terminal and job_id in sock.jobs:
+            self._forget(job_id, sock)  # a resubmit of a finished job: its result now
+            sock.send(result_frame(submitted.state, submitted.html, req.ref))
+            RESULTS_SENT.inc()
 
-    async def resume(self, sock: JobSocket, req: ResumeRequest) -> None:
-        """Record ``ClientAttached`` once per job and pod within the attach window; a repeated
-        resume is answered from the window's last answer (or waits for the one under way)."""
-        self.waiting[req.job_id][sock] = req.ref
-        if not self.attached.attach(req.job_id):
-            answer = self.attached.answer(req.job_id)
+    async def attach(self, job_id: str, listener: Listener, ref: Any = None) -> None:
+        """Register ``listener`` for the job's result and record ``ClientAttached`` for this pod:
+        the materializer routes the result here whether the job finished before or after.
+
+        Once per job and pod within the attach window: a repeated attach is answered from the
+        window's last answer (or waits for the one under way)."""
+        self.waiting[job_id][listener] = ref
+        listener.jobs.add(job_id)
+        if not self.attached.attach(job_id):
+            answer = self.attached.answer(job_id)
             if answer is not None:
                 self._replay(answer)
             return  # else: the result is already routed to this pod
         event = L.ClientAttached(
-            job_id=req.job_id,
+            job_id=job_id,
             event_id=L.new_event_id(),
             at=L.now(),
             source=self.settings.pod_name,
@@ -240,13 +352,75 @@ class Edge:
         self.pending_submits += 1
         try:
             await self.kafka.append(event)
-        except BrokerError as exc:
-            self.attached.forget(req.job_id)
-            self._forget(req.job_id, sock)
-            log.error("resume of %s failed: %s", job_ref(req.job_id), exc)
-            sock.send(error_frame("resume_failed", "the resume could not be recorded; retry", req.ref))
+        except BrokerError:
+            self.attached.forget(job_id)
+            self._forget(job_id, listener)
+            raise
         finally:
             self.pending_submits -= 1
+
+    async def resume(self, sock: Listener, req: ResumeRequest) -> None:
+        try:
+            await self.attach(req.job_id, sock, req.ref)
+        except BrokerError as exc:
+            log.error("resume of %s failed: %s", job_ref(req.job_id), exc)
+            sock.send(error_frame("resume_failed", "the resume could not be recorded; retry", req.ref))
+
+    async def record_cancel(self, job_id: str, reason: str = "") -> L.JobState:
+        """Write ``JobCancelled`` and return the job's state after it, as the materializer folded
+        it: ``cancelled``, another terminal status (it had finished: the cancel changed nothing),
+        or ``unknown``. Raises :class:`BrokerError` when the write or the answer fails."""
+        event = L.JobCancelled(
+            job_id=job_id, event_id=L.new_event_id(), at=L.now(), source=self.settings.pod_name,
+            reason=reason,
+        )
+        reply = self._expect_reply(event.event_id)
+        self.pending_submits += 1
+        try:
+            await self.kafka.append(event)
+            state, _ = await self._answer(event.event_id, reply)
+        except BaseException:
+            self.replies.pop(event.event_id, None)
+            raise
+        finally:
+            self.pending_submits -= 1
+        log.info("job %s: cancel answered %s", job_ref(job_id), state.status)
+        return state
+
+    async def cancel(self, sock: Listener, req: CancelRequest) -> None:
+        try:
+            state = await self.record_cancel(req.job_id)
+        except BrokerError as exc:
+            log.error("cancel of %s failed: %s", job_ref(req.job_id), exc)
+            sock.send(error_frame("cancel_failed", "the cancel could not be recorded; retry", req.ref))
+            return
+        if state.status == "unknown":
+            sock.send(unknown_job_frame(req.job_id, req.ref))
+        elif state.status == "cancelled":
+            sock.send(cancelled_frame(req.job_id, req.ref))
+        else:
+            sock.send(error_frame("already_finished", f"the job had already finished ({state.status})",
+                                  req.ref))
+
+    def _expect_reply(self, event_id: str) -> asyncio.Future[Delivery]:
+        fut: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+        self.replies[event_id] = fut
+        return fut
+
+    async def _answer(self, event_id: str, reply: asyncio.Future[Delivery]) -> Delivery:
+        timeout = self.settings.edge_reply_timeout_s
+        try:
+            return await asyncio.wait_for(reply, timeout)
+        except TimeoutError:
+            raise BrokerError(f"no answer from the state materializer in {timeout:g}s") from None
+        finally:
+            self.replies.pop(event_id, None)
+
+    def _on_replies(self, replies: list[Reply]) -> None:
+        for reply_to, state, html in replies:
+            fut = self.replies.pop(reply_to, None)
+            if fut is not None and not fut.done():
+                fut.set_result((state, html))
 
     def _replay(self, state: L.JobState) -> None:
         """Answer waiting sockets with a state this pod was sent before (a repeated resume)."""
@@ -286,13 +460,18 @@ class Edge:
                     )
                 )
 
-    def _forget(self, job_id: str, sock: JobSocket) -> None:
+    def _forget(self, job_id: str, sock: Listener) -> None:
         socks = self.waiting.get(job_id)
         sock.jobs.discard(job_id)
         if socks is not None:
             socks.pop(sock, None)
             if not socks:
                 del self.waiting[job_id]
+
+    def forget(self, listener: Listener) -> None:
+        """``listener`` waits for nothing any more (an HTTP request that ended)."""
+        for job_id in list(listener.jobs):
+            self._forget(job_id, listener)
 
     def disconnected(self, sock: JobSocket, job_ids: set[str]) -> None:
         self.sockets.discard(sock)
@@ -345,7 +524,7 @@ class JobSocket(tornado.websocket.WebSocketHandler):
         self.jobs: set[str] = set()
         self.starting = 0
         """Submits handed to a task that has not registered its job yet (counted in flight)."""
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
         settings = edge.settings
         self.resumes = TokenBucket(settings.edge_resumes_per_s, settings.edge_resume_burst)
         self.queued = SendBudget(settings.edge_max_queued_bytes)
@@ -404,16 +583,19 @@ class JobSocket(tornado.websocket.WebSocketHandler):
                 req.ref,
             ))
             return
+        task: asyncio.Future[None]
         if isinstance(req, JobRequest):
             self.starting += 1
             task = asyncio.ensure_future(self.edge.submit(self, req))
+        elif isinstance(req, CancelRequest):
+            task = asyncio.ensure_future(self.edge.cancel(self, req))
         else:
             self.jobs.add(req.job_id)
             task = asyncio.ensure_future(self.edge.resume(self, req))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _task_done(self, task: asyncio.Future[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("frame handling failed", exc_info=task.exception())

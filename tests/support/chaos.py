@@ -6,7 +6,8 @@ then at once:
 
 * ``clients`` Python clients (:class:`ws_edge.Client`, each knowing both edges) submit ``jobs``
   jobs at ``rate`` per second and each drops its connection at random (mean ``disconnect_every``
-  seconds), reconnecting to the other edge and resuming;
+  seconds), reconnecting to the other edge and resuming; a job whose ``accepted`` was lost is
+  submitted again with the idempotency key the client gave it, so it must never run twice;
 * every ``kill_every`` seconds one process chosen at random is SIGKILLed and started again;
   given the broker, the broker (or one node of a cluster) is among the victims.
 
@@ -77,6 +78,9 @@ class ChaosReport:
     lost: int = 0
     ledger_jobs: int = 0
     ledger_events: int = 0
+    resubmits: int = 0
+    """``JobSubmitted`` events beyond each job's first: clients' resubmits with the same
+    idempotency key (after a lost ``accepted``), which must name the same job."""
     statuses: Counter[str] = field(default_factory=Counter)
     not_terminal: list[str] = field(default_factory=list)
     terminal_events_max: int = 0
@@ -93,6 +97,9 @@ class ChaosReport:
         out = []
         if self.lost:
             out.append(f"{self.lost} job(s) never reached their client")
+        if self.duplicate_runs:
+            out.append(f"{self.duplicate_runs} job(s) ran twice: the ledger has {self.ledger_jobs} jobs "
+                       f"for {self.config.jobs} submitted")
         out += self.wrong[:10]
         if self.not_terminal:
             out.append(f"{len(self.not_terminal)} job(s) not terminal in job-state: {self.not_terminal[:5]}")
@@ -105,6 +112,11 @@ class ChaosReport:
             out.append(f"replay rebuild differs: {self.rebuild_written} written, {self.rebuild_differs[:5]}")
         return out
 
+    @property
+    def duplicate_runs(self) -> int:
+        """Jobs that ran more than once: a resubmit that became a job of its own."""
+        return max(0, self.ledger_jobs - self.config.jobs)
+
     def summary(self) -> str:
         kills = ", ".join(f"{k} {v}" for k, v in sorted(self.kills.items()))
         return (
@@ -113,7 +125,8 @@ class ChaosReport:
             f"kills: {sum(self.kills.values())} ({kills}); client disconnects {self.disconnects}, "
             f"reconnects {self.reconnects}, resumes sent {self.resumes}, duplicate results seen "
             f"{self.duplicates}; lost {self.lost}; ledger: {self.ledger_jobs} jobs, {self.ledger_events} "
-            f"events; statuses {dict(self.statuses)}; max attempts {self.attempts_max}; "
+            f"events, {self.resubmits} resubmits, {self.duplicate_runs} duplicate runs; "
+            f"statuses {dict(self.statuses)}; max attempts {self.attempts_max}; "
             f"scraper_crashed {self.crash_dead_letters}; replayed attempt outcomes "
             f"{self.replayed_outcomes}; rebuild written {self.rebuild_written} "
             f"({self.rebuild_events_per_s:,.0f} events/s)"
@@ -285,6 +298,7 @@ def _check_ledger(settings: Settings, report: ChaosReport) -> None:
     terminal_ids: dict[str, set[str]] = {}
     story: dict[str, list[str]] = {}
     seen: set[str] = set()
+    submitted: set[str] = set()
     for msg in read_to_end(settings, settings.topic(T.LEDGER)):
         event = L.decode_event(msg.value())
         report.ledger_events += 1
@@ -292,6 +306,10 @@ def _check_ledger(settings: Settings, report: ChaosReport) -> None:
             f"{msg.offset()}:{event.TYPE}:{event.attempt}:{event.source}:{event.event_id[23:]}"
         )
         report.attempts_max = max(report.attempts_max, event.attempt)
+        if isinstance(event, L.JobSubmitted):
+            if event.job_id in submitted and event.event_id not in seen:
+                report.resubmits += 1
+            submitted.add(event.job_id)
         if event.event_id in seen:
             # a replayed step: same id, dropped by the fold whatever it says ("first outcome wins")
             report.replayed_outcomes += L.is_outcome(event)

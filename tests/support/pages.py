@@ -30,6 +30,10 @@ Routes (GET or HEAD; request bodies are read and ignored; an unknown path answer
 ``/hang``                          never answers; holds the connection until the client leaves
 ``/gate/<key>``                    waits until ``/release/<key>`` has been requested, then 200
 ``/release/<key>``                 opens gate ``key`` for good (earlier and later waiters pass)
+``/script/<key>``                  200 ``text/html`` whose scripts log ``xss-ran <key>``, set
+                                   ``window.__xss``, the title and a cookie, and request
+                                   ``/beacon/<key>`` (so a test sees whether they ran)
+``/beacon/<key>``                  200; its hit count says a ``/script`` page's script ran
 ``/headers``                       200 JSON object of the request headers received (lower-case)
 ``/multi-header``                  200 with two ``X-Multi`` and two ``Set-Cookie`` headers
 ``/big-headers?kb=K&lines=N``      200 with K KiB of response headers (default 200) in N lines
@@ -133,6 +137,20 @@ def page_html(n: str, kb: int | None = None) -> bytes:
     tell pages apart, padded to exactly ``kb`` KiB so benches know the size they measure."""
     head = f"<!doctype html><html><head><title>page {n}</title></head><body><h1>page {n} </h1>"
     return head.encode() + _padding((DEFAULT_PAGE_KB if kb is None else kb) * 1024, len(head.encode()))
+
+
+def script_html(key: str, host: str) -> bytes:
+    """The HTML of ``/script/<key>``: a page whose scripts, wherever they run, leave traces a
+    test can look for - a console line, a global, the title, a cookie, and a request for
+    ``/beacon/<key>`` on this server (its hit count)."""
+    return (
+        "<!doctype html><html><head><title>script page</title>"
+        f"<script>console.log('xss-ran {key}'); window.__xss = '{key}';"
+        f"document.title = 'pwned {key}'; document.cookie = 'xss={key}; path=/';"
+        f"try {{ parent.document.title = 'pwned {key}'; }} catch (e) {{}}"
+        f"new Image().src = 'http://{host}/beacon/{key}';</script></head>"
+        f"<body><h1>script page {key}</h1><img src=x onerror=\"window.__xss2 = '{key}'\"></body></html>"
+    ).encode()
 
 
 def _zstd(data: bytes) -> bytes:
@@ -337,6 +355,10 @@ class PageServer:
         if name == "release" and arg:
             self.release(arg)
             return response(200, b"released\n", content_type=b"text/plain")
+        if name == "script" and arg:
+            return response(200, script_html(arg, _parse_headers(head).get("host", self.host)))
+        if name == "beacon" and arg:
+            return response(200, b"seen\n", content_type=b"text/plain")
         if name == "headers":
             return response(200, json.dumps(_parse_headers(head)).encode(), content_type=b"application/json")
         if name == "big-headers":

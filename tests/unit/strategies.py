@@ -36,7 +36,7 @@ def events_of(job_id: str | None = None) -> st.SearchStrategy[L.Event]:
     """Any ledger event, optionally of one fixed job."""
     kinds = [
         _ev(L.JobSubmitted, url=_text, headers=_headers, timeout_s=st.none() | _at, proxy=st.none() | _text,
-            formats=_formats),
+            formats=_formats, owner=st.none() | _text, idempotency_digest=st.none() | _text),
         _ev(L.JobValidated, url=_text, headers=_headers, formats=_formats),
         _ev(L.JobRejected, code=_code, message=_text),
         _ev(L.AttemptFailed, code=_code, message=_text, retryable=st.booleans(),
@@ -53,6 +53,7 @@ def events_of(job_id: str | None = None) -> st.SearchStrategy[L.Event]:
         _ev(L.ResultDelivered, pod=_pods),
         _ev(L.JobRedriven, url=_text, base=_attempt, reason=_text, formats=_formats),
         _ev(L.JobExpired),
+        _ev(L.JobCancelled, reason=_text),
         _ev(L.AttemptStarted, solo=st.booleans()),
         _ev(L.ProcessingFailed, processor=st.sampled_from(["validator", "state"]),
             partition=st.integers(0, 5), offset=st.integers(0, 10**6), failures=st.integers(1, 5),

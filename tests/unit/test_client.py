@@ -220,5 +220,9 @@ def test_formats_are_sent_with_the_job_and_left_out_when_not_given() -> None:
             await server.close_all_connections()
 
     asked, plain = asyncio.run(go())
-    assert asked["message"] == {"url": "https://a.example/", "formats": ["markdown", "links"]}
-    assert plain["message"] == "https://a.example/"  # the old clients' frame, as before
+    # every job carries the idempotency key the client gave it (its resubmits name the same job)
+    asked_message, plain_message = dict(asked["message"]), dict(plain["message"])  # type: ignore[call-overload]
+    asked_key, plain_key = asked_message.pop("idempotency_key"), plain_message.pop("idempotency_key")
+    assert asked_message == {"url": "https://a.example/", "formats": ["markdown", "links"]}
+    assert plain_message == {"url": "https://a.example/"}
+    assert asked_key != plain_key and len(plain_key) >= 22

@@ -86,6 +86,17 @@ def test_an_upcaster_reads_an_old_version(monkeypatch: pytest.MonkeyPatch) -> No
     assert L.decode_event(orjson.dumps(old)).message == "BAD"  # type: ignore[attr-defined]
 
 
+def test_a_v1_submit_reads_as_an_unkeyed_submit() -> None:
+    v1 = {"type": "JobSubmitted", "v": 1, "event_id": "j/submitted", "job_id": "j", "at": 1,
+          "source": "edge-0", "payload": {"url": "http://x/", "headers": {}, "timeout_s": None,
+                                           "proxy": None}}
+    event = L.decode_event(orjson.dumps(v1))
+    assert isinstance(event, L.JobSubmitted)
+    assert (event.owner, event.idempotency_digest, event.url) == (None, None, "http://x/")
+    assert L.event_to_dict(event)["v"] == 2
+    assert "owner" not in L.event_to_dict(event)["payload"]  # an ADDED field at its default
+
+
 @given(events_of())
 def test_the_type_prefilter_never_hides_an_event_of_a_wanted_type(event: L.Event) -> None:
     raw = L.encode_event(event)

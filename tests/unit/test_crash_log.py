@@ -120,3 +120,12 @@ def test_finished_attempts_are_remembered_up_to_a_bound(monkeypatch: pytest.Monk
         log.add(L.JobFailed(job_id=JOB, event_id=L.outcome_id(JOB, n), at=1, source="s", attempt=n,
                             code="http_404", message="m"))
     assert list(log.finished) == [(JOB, 3), (JOB, 4), (JOB, 5)]
+
+
+def test_no_attempt_of_a_cancelled_job_runs_any_more() -> None:
+    log = CrashLog()
+    log.add(started(1))
+    log.add(L.JobCancelled(job_id=JOB, event_id="c", at=1.0, source="edge-a"))
+    assert plan(log, 1) == "skip"
+    assert plan(log, 2) == "skip"  # a retry scheduled before the cancel
+    assert log.is_cancelled(JOB) and not log.is_cancelled("another-job-xxxxxxxxxxx")

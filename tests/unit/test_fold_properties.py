@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import reduce
 
 from hypothesis import given
@@ -92,3 +93,49 @@ def test_an_event_of_another_job_is_refused(event: L.Event) -> None:
     except InvalidTransitionError:
         return
     raise AssertionError("fold accepted another job's event")
+
+
+@given(history(), events_of(JOB_IDS[0]))
+def test_a_cancel_of_a_finished_or_never_submitted_job_changes_nothing(
+    events: list[L.Event], cancel: L.Event
+) -> None:
+    state = fold_seq(events) or L.JobState(job_id=JOB_IDS[0])
+    if not state.terminal and state.submitted_at is not None:
+        return  # (never submitted: nothing to cancel either)
+    cancelled = L.JobCancelled(
+        job_id=state.job_id, event_id="a-new-cancel", at=cancel.at, source=cancel.source
+    )
+    after = L.fold(state, cancelled)
+    bookkeeping = {"seen", "events"}
+    assert all(getattr(after, f.name) == getattr(state, f.name)
+               for f in dataclasses.fields(state) if f.name not in bookkeeping)
+
+
+@given(history())
+def test_a_cancel_of_a_running_job_ends_it_cancelled_for_good(events: list[L.Event]) -> None:
+    state = fold_seq(events)
+    if state is None or state.terminal or state.submitted_at is None:
+        return
+    cancel = L.JobCancelled(job_id=state.job_id, event_id="the-cancel", at=1.0, source="edge-0")
+    after = L.fold(state, cancel)
+    assert after.status == "cancelled" and after.terminal
+    assert after.error is not None and after.error.code == "cancelled"
+    for event in events:  # the job's own events again, now arriving late: a retry, an outcome...
+        fresh = L.fold(after, dataclasses.replace(event, event_id=event.event_id + "/late"))
+        assert fresh.status in ("cancelled", "expired")
+
+
+@given(history(), st.data())
+def test_a_repeated_submit_only_attaches_its_pod(events: list[L.Event], data: st.DataObject) -> None:
+    state = fold_seq(events)
+    if state is None or state.submitted_at is None:
+        return
+    again = L.JobSubmitted(
+        job_id=state.job_id, event_id="a-resubmit", at=data.draw(st.floats(0, 2e9)),
+        source=data.draw(st.sampled_from(["edge-0", "edge-9"])), url=data.draw(st.text(max_size=5)),
+        headers={"x": "y"},
+    )
+    after = L.fold(state, again)
+    assert after.pods == (*state.pods, again.source) if again.source not in state.pods else state.pods
+    same = ("status", "url", "submitted_url", "headers", "proxy", "timeout_s", "origin_pod", "submitted_at")
+    assert all(getattr(after, f) == getattr(state, f) for f in same)

@@ -76,3 +76,70 @@ def test_a_resume_of_an_unknown_job_is_answered_and_leaves_no_state() -> None:
     assert [(o.topic, o.key) for o in outs] == [(T.DELIVERIES, "edge-b")]
     assert L.JobState.from_json(outs[0].value or b"").status == "unknown"
     assert state.data == {}
+
+
+def _replies(outs: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for o in outs:
+        if o.topic == T.DELIVERIES:
+            data = orjson.loads(o.value)
+            if "reply_to" in data:
+                found.append((o.key, data))
+    return found
+
+
+KEYED = L.JobSubmitted(job_id=JOB, event_id="s/1", at=1.0, source="edge-a", url="http://x/",
+                       idempotency_digest="d")
+
+
+def test_a_keyed_submit_is_answered_and_its_repeat_from_another_pod_attaches_that_pod() -> None:
+    state = DictState()
+    first = _replies(materialize_step(enc(KEYED), JOB, state, "state"))
+    assert first == [("edge-a", {**first[0][1], "reply_to": "s/1", "status": "submitted"})]
+    again = L.JobSubmitted(job_id=JOB, event_id="s/2", at=2.0, source="edge-b", url="http://other/",
+                           idempotency_digest="d")
+    outs = materialize_step(enc(again), JOB, state, "state")
+    (pod, reply), = _replies(outs)
+    assert pod == "edge-b" and reply["reply_to"] == "s/2"
+    assert reply["submitted_url"] == "http://x/"  # the first request stands; the edge sees the conflict
+    assert reply["pods"] == ["edge-a", "edge-b"]
+    # the same submit replayed (same event id) is answered again and changes nothing
+    (_, replay), = _replies(materialize_step(enc(again), JOB, state, "state"))
+    assert replay["events"] == reply["events"]
+
+
+def test_an_unkeyed_submit_gets_no_reply() -> None:
+    assert _replies(materialize_step(enc(SUBMIT), JOB, DictState(), "state")) == []
+
+
+def test_a_cancel_is_answered_with_the_state_it_leaves() -> None:
+    state = DictState()
+    materialize_step(enc(SUBMIT), JOB, state, "state")
+    cancel = L.JobCancelled(job_id=JOB, event_id="c1", at=2.0, source="edge-b")
+    outs = materialize_step(enc(cancel), JOB, state, "state")
+    (pod, reply), = _replies(outs)
+    assert (pod, reply["status"], reply["reply_to"]) == ("edge-b", "cancelled", "c1")
+    # the job turned terminal: its client's pod gets the result too
+    assert any(o.topic == T.DELIVERIES and o.key == "edge-a" for o in outs)
+
+
+def test_a_cancel_of_a_finished_job_is_answered_and_changes_nothing() -> None:
+    state = DictState()
+    materialize_step(enc(SUBMIT), JOB, state, "state")
+    materialize_step(enc(OK), JOB, state, "state")
+    stored = dict(state.data["job"])
+    cancel = L.JobCancelled(job_id=JOB, event_id="c1", at=3.0, source="edge-b")
+    outs = materialize_step(enc(cancel), JOB, state, "state")
+    assert [(o.topic, o.key) for o in outs if o.topic == T.DELIVERIES] == [(T.DELIVERIES, "edge-b")]
+    assert _replies(outs)[0][1]["status"] == "succeeded"
+    after = state.data["job"]
+    assert {k: v for k, v in after.items() if k not in ("seen", "events")} == {
+        k: v for k, v in stored.items() if k not in ("seen", "events")}  # only recorded as seen
+
+
+def test_a_cancel_of_an_unknown_job_is_answered_unknown_and_leaves_no_state() -> None:
+    state = DictState()
+    cancel = L.JobCancelled(job_id=JOB, event_id="c1", at=3.0, source="edge-b")
+    (pod, reply), = _replies(materialize_step(enc(cancel), JOB, state, "state"))
+    assert (pod, reply["status"]) == ("edge-b", "unknown")
+    assert state.data == {}

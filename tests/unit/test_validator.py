@@ -10,8 +10,8 @@ from processors.validator import check_request
 
 
 def submitted(**fields: object) -> L.JobSubmitted:
-    return L.JobSubmitted(job_id="job-aaaaaaaaaaaaaaaaaaaaa", event_id="e", at=1, source="edge-a",
-                          **{"url": "https://example.org/", **fields})  # type: ignore[arg-type]
+    return L.JobSubmitted(job_id="job-aaaaaaaaaaaaaaaaaaaaa", at=1, source="edge-a",
+                          **{"event_id": "e", "url": "https://example.org/", **fields})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("proxy", ["http://proxy:3128", "https://user:pw@proxy:443"])
@@ -105,3 +105,32 @@ def test_local_targets_are_rejected_alike_and_the_refusal_names_the_switch(url: 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/", "http://localhost:8000/"])
 def test_allow_private_passes_local_targets(url: str) -> None:
     assert check_request(submitted(url=url), allow_private=True) == url
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.data: dict[str, object] = {}
+
+    def get(self, key: str, default: object = None) -> object:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: object) -> None:
+        self.data[key] = value
+
+
+def test_a_keyed_job_is_validated_once_however_often_it_is_submitted() -> None:
+    from processors.validator import validate_step
+    from scrapeledger.settings import Settings
+    from scrapeledger.vault import Vault, new_key
+
+    settings = Settings(pod_name="v")
+    vault = Vault([new_key()])
+    store = _Store()
+    first = submitted(event_id="j/s/1", idempotency_digest="d")
+    again = submitted(event_id="j/s/2", idempotency_digest="d", url="http://other.example/")
+    assert len(validate_step(L.encode_event(first), settings, vault, state=store)) == 1
+    assert validate_step(L.encode_event(again), settings, vault, state=store) == []
+    # unkeyed jobs are submitted once and never use the store
+    plain = _Store()
+    assert len(validate_step(L.encode_event(submitted()), settings, vault, state=plain)) == 1
+    assert plain.data == {}
