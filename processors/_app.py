@@ -145,8 +145,9 @@ class Processor:
         self.health = HealthServer(settings.metrics_port_for(name), self.assigned, name,
                                    settings.metrics_host)
         T.wait_for_broker(settings)
-        # which cluster, and whether it is ours to create topics on (the default address)
-        retry(settings, f"{name} start-up", lambda: attach(settings, name))
+        # which cluster, and whether it is ours to create topics on (the default address); not
+        # retried: a refusal is an answer, and attach() waits for the broker by itself
+        attach(settings, name)
         self.specs = {s.name: s for s in T.topic_specs(settings)}
 
         def start_up() -> tuple[CrashLog, tuple[int, dict[str, str]]]:

@@ -40,6 +40,8 @@ from ._job import JobSpec
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+SUBMIT_RETRY_S = 1.0
+"""Pause before a submit the edge could not record (``submit_failed``) is sent again."""
 
 
 class ClientError(ScrapeledgerError):
@@ -358,6 +360,10 @@ class Client:
         self._resumes[ref] = pending
         await self._write({"event": "resume", "job_id": pending.job_id, "ref": ref})
 
+    async def _submit_again(self, ref: str, pending: _Pending) -> None:
+        if self._by_ref.get(ref) is pending and not pending.accepted.done():
+            await self._write(pending.frame)
+
     def _later(self, delay: float, coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
         def start() -> None:
             task = asyncio.ensure_future(coro())
@@ -409,6 +415,12 @@ class Client:
             if frame.get("code") == "rate_limited" and ref in self._resumes:
                 again = self._resumes.pop(ref)
                 self._later(float(frame.get("retry_after") or 1.0), lambda: self._resume_again(again))
+                return
+            if frame.get("code") == "submit_failed" and ref in self._by_ref:
+                # the edge could not record it (Kafka unusable, or no answer in time): the job's
+                # idempotency key makes sending it again safe, and the submit's wait stays bounded
+                again = self._by_ref[ref]
+                self._later(SUBMIT_RETRY_S, lambda: self._submit_again(ref, again))
                 return
             pending = self._by_ref.pop(ref, None) or self._resumes.pop(ref, None)
             err = ClientError(frame.get("code", "error"), frame.get("message", ""))

@@ -700,10 +700,7 @@ async def serve(settings: Settings, port: int | None = None) -> None:
                 on_failure=kafka_failed)
     bound = edge.listen(port)
     await loop.run_in_executor(None, lambda: wait_for_broker(settings, should_stop=stop.is_set))
-    await loop.run_in_executor(
-        None, lambda: retry(settings, f"edge {settings.pod_name} start-up",
-                            lambda: attach(settings, f"edge {settings.pod_name}"))
-    )
+    await loop.run_in_executor(None, lambda: attach(settings, f"edge {settings.pod_name}"))
     # a broker that has just come up may not have partition leaders yet: retried as a whole
     await loop.run_in_executor(
         None, lambda: retry(settings, f"edge {settings.pod_name} start-up", lambda: ensure_topics(settings))

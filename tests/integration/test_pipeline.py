@@ -96,23 +96,26 @@ def test_200_jobs_over_10_connections_all_return_the_right_bodies(stack: Stack, 
 
 
 def test_each_failure_ends_in_the_right_status_and_code(stack: Stack, pages: str) -> None:
-    # the validator guards private addresses; the scraper may reach the local fixture server
     stack.start("state")
-    stack.start("validator", SCRAPER_ALLOW_PRIVATE="0")
+    validator = stack.start("validator")  # the stack allows private targets: the fixture server
     stack.start("scraper", SCRAPER_MAX_ATTEMPTS="3", SCRAPER_MAX_BODY_BYTES="4096")
     url = stack.edge()
-    local = pages.replace("127.0.0.1", "localhost")
-    cases = {
-        "404": (f"{local}/status/404", "failed", "http_404"),
-        "timeout": ({"url": f"{local}/hang", "timeout_s": 0.5}, "dead_lettered", "timeout"),
-        "refused": (f"http://localhost:{free_port()}/", "dead_lettered", "connect_error"),
-        "redirects": (f"{local}/redirect/3", "succeeded", None),
-        "too_big": (f"{local}/big?bytes=100000", "succeeded", None),
+    Case = tuple[object, str, str | None]
+    fetched: dict[str, Case] = {
+        "404": (f"{pages}/status/404", "failed", "http_404"),
+        "timeout": ({"url": f"{pages}/hang", "timeout_s": 0.5}, "dead_lettered", "timeout"),
+        "refused": (f"http://127.0.0.1:{free_port()}/", "dead_lettered", "connect_error"),
+        "redirects": (f"{pages}/redirect/3", "succeeded", None),
+        "too_big": (f"{pages}/big?bytes=100000", "succeeded", None),
         "ftp": ("ftp://example.org/file", "rejected", "unsupported_scheme"),
+    }
+    # with the guard on (the default), the validator refuses private targets, names included
+    guarded: dict[str, Case] = {
         "metadata": ("http://169.254.169.254/latest/meta-data/", "rejected", "blocked_address"),
+        "localhost": (pages.replace("127.0.0.1", "localhost"), "rejected", "blocked_address"),
     }
 
-    async def go() -> dict[str, dict[str, object]]:
+    async def go(cases: dict[str, Case]) -> dict[str, dict[str, object]]:
         ws = await Raw.connect(url)
         for name, (message, _, _) in cases.items():
             await ws.send({"event": "job", "message": message, "ref": name})
@@ -127,13 +130,16 @@ def test_each_failure_ends_in_the_right_status_and_code(stack: Stack, pages: str
         await ws.close()
         return out
 
-    results = asyncio.run(go())
-    for name, (_, status, code) in cases.items():
+    results = asyncio.run(go(fetched))
+    assert stack.terminate(validator.name) == 0
+    stack.start("validator", SCRAPER_ALLOW_PRIVATE="0")
+    results |= asyncio.run(go(guarded))
+    for name, (_, status, code) in (fetched | guarded).items():
         frame = results[name]
         assert frame["status"] == status, (name, frame)
         if code is not None:
             assert frame["error"]["code"] == code, (name, frame)  # type: ignore[index]
-    assert results["redirects"]["final_url"] == f"{local}/page/0"
+    assert results["redirects"]["final_url"] == f"{pages}/page/0"
     assert results["too_big"]["truncated"] is True
     assert len(str(results["too_big"]["html"])) == 4096
     # retryable failures used exactly SCRAPER_MAX_ATTEMPTS attempts, recorded in the ledger

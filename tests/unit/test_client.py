@@ -197,6 +197,42 @@ def test_a_rate_limited_resume_is_sent_again_after_retry_after() -> None:
     assert asyncio.run(go())["status"] == "succeeded"
 
 
+class FailsFirstSubmit(WebSocketHandler):
+    """Answers a connection's first job frame with ``submit_failed`` (as an edge whose Kafka
+    write failed does), the next with ``accepted``; keeps every job frame it got."""
+
+    frames: list[dict[str, object]] = []
+
+    def on_message(self, message: str | bytes) -> None:
+        frame = orjson.loads(message)
+        FailsFirstSubmit.frames.append(frame)
+        if len(FailsFirstSubmit.frames) == 1:
+            self.write_message(orjson.dumps({"event": "error", "code": "submit_failed",
+                                             "message": "retry", "ref": frame["ref"]}).decode())
+        else:
+            self.write_message(orjson.dumps(
+                {"event": "accepted", "job_id": "job-1", "ref": frame["ref"]}).decode())
+
+
+def test_a_submit_the_edge_could_not_record_is_sent_again_under_its_key() -> None:
+    # the edge says "submit_failed ... retry" when Kafka is unusable (a node being replaced) or
+    # the materializer's answer is late; the submit failed for good although resending is safe
+    FailsFirstSubmit.frames = []
+
+    async def go() -> str:
+        server, url = await serve(FailsFirstSubmit)
+        try:
+            async with Client(url, connect_timeout=5) as client:
+                return await asyncio.wait_for(client.submit("http://example.test/"), 10)
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    assert asyncio.run(go()) == "job-1"
+    first, again = FailsFirstSubmit.frames
+    assert first == again  # the same frame: the same ref and idempotency key, so one job
+
+
 class Echo(WebSocketHandler):
     """Answers every job frame with ``accepted`` and a result that echoes the frame received."""
 
