@@ -118,6 +118,8 @@ class Client:
         self._by_job: dict[str, _Pending] = {}
         self._unclaimed: dict[str, _Pending] = {}  # submit()ted jobs whose result came first
         self._reader: asyncio.Task[None] | None = None
+        # connect attempts whose waiter was cancelled mid-handshake: close() waits them out
+        self._orphans: set[asyncio.Future[WebSocketClientConnection]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._connected = asyncio.Event()
@@ -127,7 +129,8 @@ class Client:
         self.duplicates = 0
 
     async def __aenter__(self) -> Client:
-        await self._connect(self.first_connect_s)
+        if not await self._connect(self.first_connect_s):
+            raise EdgeUnreachableError("the client was closed while it connected")
         self._reader = asyncio.create_task(self._read_forever())
         return self
 
@@ -146,12 +149,21 @@ class Client:
                 self._reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._reader
+        # A connect cancelled mid-handshake (the reader, just now; a cancelled __aenter__) leaves
+        # its handshake running, and a connection that completes after we returned would be
+        # nobody's: its socket outlives the loop. Tornado ends each attempt within its timeout
+        # (at most connect_timeout), so wait for them here and close whatever they made.
+        while self._orphans:
+            attempt = self._orphans.pop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(attempt), max(self.connect_timeout, 0.2) + 5)
+            if attempt.done():
+                _close_late(attempt)
+            else:  # Tornado broke its bound: close it whenever it arrives
+                attempt.add_done_callback(_close_late)
         if self._conn is not None:
             # the reader may have opened a new connection while we waited for it to stop
-            self._conn.close()
-        stream = getattr(self._conn, "stream", None)
-        if stream is not None and not stream.closed():
-            stream.close()
+            _abort(self._conn)
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -270,11 +282,14 @@ class Client:
         except WebSocketClosedError:
             pass  # the reader reconnects and re-sends everything still pending
 
-    async def _connect(self, budget: float) -> None:
+    async def _connect(self, budget: float) -> bool:
+        """Connect (``self._conn``); False if the client was closed first (no connection then)."""
         delay = 0.1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
         while True:
+            if self._closed:  # close() during the back-off: opening another connection would leak it
+                return False
             self.server = self.servers[self._next_server % len(self.servers)]
             self._next_server += 1
             # Tornado enforces the timeouts itself and closes what it gave up on; a cancelled
@@ -284,17 +299,20 @@ class Client:
             request = HTTPRequest(self.server, connect_timeout=attempt_s, request_timeout=attempt_s)
             attempt = asyncio.ensure_future(websocket_connect(request, max_message_size=64 * 1024 * 1024))
             try:
-                self._conn = await asyncio.shield(attempt)
-                self._connected.set()
-                return
-            except asyncio.CancelledError:  # close() while connecting: close what arrives late
+                conn = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # the handshake goes on: close() waits for it; without a close(), what arrives
+                # late is at least closed (if the loop still runs then)
+                self._orphans.add(attempt)
                 attempt.add_done_callback(_close_late)
                 raise
             # HTTPClientError: the pod died mid-handshake (599 stream closed) or is not serving
             # WebSockets yet or any more (503 while draining): another try, maybe another pod
             except (OSError, TimeoutError, WebSocketClosedError, HTTPClientError) as exc:
                 pause = delay * random.uniform(0.5, 1.5)
-                if loop.time() + pause >= deadline or self._closed:
+                if self._closed:
+                    return False
+                if loop.time() + pause >= deadline:
                     raise EdgeUnreachableError(
                         f"cannot connect to {url_ref(self.server)}: {_reason(exc)}"
                     ) from None
@@ -302,6 +320,13 @@ class Client:
                 log.info("connect to %s failed (%s); retrying in %.1fs", url_ref(self.server), exc, pause)
                 await asyncio.sleep(pause)
                 delay = min(delay * 2, 5.0)
+                continue
+            if self._closed:  # close() ran during the handshake: nobody will read or close this
+                _abort(conn)
+                return False
+            self._conn = conn
+            self._connected.set()
+            return True
 
     async def _read_forever(self) -> None:
         try:
@@ -335,7 +360,8 @@ class Client:
                     return
                 self._connected.clear()
                 self.reconnects += 1
-                await self._connect(self.max_reconnect_s)
+                if not await self._connect(self.max_reconnect_s):
+                    return  # closed meanwhile
                 await self._resend()
                 continue
             self._handle(orjson.loads(raw))
@@ -452,4 +478,13 @@ def _reason(exc: BaseException) -> str:
 
 def _close_late(attempt: asyncio.Future[WebSocketClientConnection]) -> None:
     if not attempt.cancelled() and attempt.exception() is None:
-        attempt.result().close()
+        _abort(attempt.result())
+
+
+def _abort(conn: WebSocketClientConnection) -> None:
+    """Close ``conn`` and its socket now: ``close()`` alone only sends the close frame and leaves
+    the socket to the close handshake, which a loop that is about to end never finishes."""
+    conn.close()
+    stream = getattr(conn, "stream", None)
+    if stream is not None and not stream.closed():
+        stream.close()

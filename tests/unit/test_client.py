@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import threading
+import warnings
+from collections.abc import Callable
 
 import orjson
 import pytest
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
 from tornado.testing import bind_unused_port
 from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketHandler
@@ -26,8 +32,12 @@ class Quiet(WebSocketHandler):
 
 
 async def serve(handler: type[RequestHandler]) -> tuple[HTTPServer, str]:
+    return await serve_with(Application([("/", handler)]))
+
+
+async def serve_with(app: Application) -> tuple[HTTPServer, str]:
     sock, port = bind_unused_port()
-    server = HTTPServer(Application([("/", handler)]))
+    server = HTTPServer(app)
     server.add_sockets([sock])
     return server, f"ws://127.0.0.1:{port}/"
 
@@ -74,9 +84,6 @@ class SlowHandshake(Quiet):
 
 
 def test_close_during_a_reconnect_leaves_no_connection_open() -> None:
-    import gc
-    import warnings
-
     async def go() -> None:
         SlowHandshake.arrived = asyncio.Event()
         fast, fast_url = await serve(Quiet)
@@ -92,11 +99,7 @@ def test_close_during_a_reconnect_leaves_no_connection_open() -> None:
                 server.stop()
                 await server.close_all_connections()
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        asyncio.run(go())
-        gc.collect()
-    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert _resource_warnings(lambda: asyncio.run(go())) == []
 
 
 def test_a_result_that_arrives_before_result_is_called_is_kept() -> None:
@@ -262,3 +265,108 @@ def test_formats_are_sent_with_the_job_and_left_out_when_not_given() -> None:
     assert asked_message == {"url": "https://a.example/", "formats": ["markdown", "links"]}
     assert plain_message == {"url": "https://a.example/"}
     assert asked_key != plain_key and len(plain_key) >= 22
+
+
+
+class _Gated(Quiet):
+    def initialize(self, pod: GatedPod) -> None:
+        self.pod = pod
+
+    async def get(self, *args: str, **kwargs: str) -> None:
+        self.pod.arrived.set()
+        await self.pod.release.wait()
+        await super().get(*args, **kwargs)
+
+
+class GatedPod:
+    """A pod, on its own loop in a thread, that holds every WebSocket handshake until it stops.
+
+    Its own loop, so nothing it does (answering a close frame, closing its side when a test's
+    loop ends) can close the client's socket for it: what the client leaves open stays open.
+    """
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = asyncio.Event()
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._server: HTTPServer | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> GatedPod:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        self.release = asyncio.Event()
+        self._server, self.url = await serve_with(Application([("/", _Gated, {"pod": self})]))
+
+    async def _stop(self) -> None:
+        assert self._server is not None
+        self.release.set()
+        self._server.stop()
+        await self._server.close_all_connections()
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def _resource_warnings(run: Callable[[], None]) -> list[str]:
+    """ResourceWarnings from ``run`` and from collecting what it left behind.
+
+    Tornado keeps a closed asyncio loop's IOLoop (and every stream still registered with it) in
+    ``IOLoop._ioloop_for_asyncio`` until the next IOLoop is made, so a leaked socket is only
+    collected then: under pytest that is some *later* test's teardown, which then fails for a
+    leak it did not make. Making one here collects the leak against the test that made it.
+    """
+
+    async def next_ioloop() -> None:
+        IOLoop.current()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+        asyncio.run(next_ioloop())
+        gc.collect()
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_close_after_a_first_connect_cancelled_mid_handshake_leaves_no_connection_open() -> None:
+    async def go(url: str) -> None:
+        client = Client(url, connect_timeout=1)
+        entering = asyncio.ensure_future(client.__aenter__())  # as under asyncio.timeout(), ^C
+        await asyncio.to_thread(pod.arrived.wait, 10)
+        entering.cancel()  # while the handshake is in flight
+        with contextlib.suppress(asyncio.CancelledError):
+            await entering
+        await client.close()
+
+    with GatedPod() as pod:
+        # the old close() knew nothing of the handshake the cancelled connect left in flight:
+        # it returned at once, and the loop ended with that attempt's socket open
+        leaks = _resource_warnings(lambda: asyncio.run(go(pod.url)))
+    assert leaks == []
+
+
+def test_close_that_outlasts_a_reconnect_handshake_leaves_no_connection_open() -> None:
+    async def go(gated_url: str) -> None:
+        fast, fast_url = await serve(Quiet)
+        try:
+            client = Client([fast_url, gated_url], connect_timeout=6)
+            await client.__aenter__()
+            await client.reconnect()  # the reader moves on to the gated pod...
+            await asyncio.to_thread(pod.arrived.wait, 10)  # ...and is inside its handshake
+            await client.close()  # gives the reader 5 s, then cancels it mid-handshake
+        finally:
+            fast.stop()
+            await fast.close_all_connections()
+
+    with GatedPod() as pod:
+        # the old close() cancelled the reader after 5 s and returned, leaving the handshake's
+        # socket to a done-callback that at best sent a close frame nobody waited for
+        leaks = _resource_warnings(lambda: asyncio.run(go(pod.url)))
+    assert leaks == []
