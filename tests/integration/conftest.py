@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +39,10 @@ def _collect_garbage() -> Iterator[None]:
     Tornado (test_resume's first test failed for a leak it passed alone).
     """
     yield
-    asyncio.run(_next_ioloop())
+    # on a thread of its own: Playwright's sync API keeps an event loop running in this one
+    refresh = threading.Thread(target=lambda: asyncio.run(_next_ioloop()))
+    refresh.start()
+    refresh.join()
     gc.collect()
 
 
