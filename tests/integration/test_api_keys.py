@@ -6,7 +6,10 @@ limits answer 429 + Retry-After / ``rate_limited``, and no key reaches a topic o
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -156,6 +159,19 @@ def test_api_keys(stack: Stack, pages: str) -> None:
                 await raw.close()
 
         asyncio.run(limited_over_websocket())
+
+        # --- the submit CLI takes the key from the environment (or --api-key), and never says it
+        def submit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "scrapeledger.cli", "submit", "--server", url, "--json",
+                 f"{pages}/page/9"], env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+        ok = submit({"SCRAPELEDGER_API_KEY": KEY_A})
+        assert ok.returncode == 0 and orjson.loads(ok.stdout)["status"] == "succeeded", ok.stderr
+        refused_cli = submit({"SCRAPELEDGER_API_KEY": KEY_A[::-1]})
+        assert refused_cli.returncode == 2 and "401" in refused_cli.stderr
+        for out in (ok, refused_cli):
+            assert KEY_A not in out.stdout + out.stderr and KEY_A[::-1] not in out.stdout + out.stderr
         for j in batch.json()["jobs"]:
             c.delete(f"/v1/jobs/{j['job_id']}")
         c.close()
