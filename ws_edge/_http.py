@@ -444,6 +444,7 @@ class Stream(ApiHandler):
 
         threading.Thread(target=pump, name=f"edge-stream-{job_id[:8]}", daemon=True).start()
         state: L.JobState | None = None
+        foreign = False
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
@@ -455,7 +456,7 @@ class Stream(ApiHandler):
             if isinstance(item, Exception):
                 raise unavailable(item)
             if item is replay.CAUGHT_UP:
-                if state is None or state.submitted_at is None:
+                if foreign or state is None or state.submitted_at is None:
                     raise unknown(job_id)
                 continue
             offset, event = item
@@ -463,8 +464,10 @@ class Stream(ApiHandler):
             changed, state = after is not state, after
             if state.submitted_at is None:
                 continue  # a resume or cancel of the id before anyone submitted it: no job yet
-            if self.owner is not None and state.owner != self.owner:
-                raise unknown(job_id)  # another owner's job: exactly as an unknown one
+            if foreign or (self.owner is not None and state.owner != self.owner):
+                # another owner's job: answered as an unknown one, and as late (once caught up)
+                foreign = True
+                continue
             if not self._started:
                 self._begin()
             if changed and offset > last and not isinstance(event, NOT_STREAMED):
