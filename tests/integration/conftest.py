@@ -38,7 +38,10 @@ def _collect_garbage() -> Iterator[None]:
     Tornado (test_resume's first test failed for a leak it passed alone).
     """
     yield
-    asyncio.run(_next_ioloop())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case; Playwright's sync API keeps a loop running here
+        asyncio.run(_next_ioloop())
     gc.collect()
 
 
