@@ -179,6 +179,9 @@ def submit(
     idempotency_key: Annotated[str | None, typer.Option(
         help="The same key names the same job: it never runs twice (-1, -2... in a batch).")] = None,
     cancel: Annotated[str | None, typer.Option(help="Cancel this job id instead of submitting.")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="SCRAPELEDGER_API_KEY", show_envvar=True, show_default=False,
+        help="API key, for an edge with SCRAPELEDGER_API_KEYS set (sent as a Bearer header).")] = None,
 ) -> None:
     """Submit URL(s) (or --resume JOB_ID) and print the results in input order.
 
@@ -192,7 +195,7 @@ def submit(
                 urls=urls or (), file=file, resume=resume, server=server, headers=header or (),
                 timeout_s=timeout, proxy=proxy, ref=ref, concurrency=concurrency, as_json=as_json,
                 formats=[f.strip() for f in formats.split(",") if f.strip()] if formats is not None else None,
-                idempotency_key=idempotency_key, cancel=cancel,
+                idempotency_key=idempotency_key, cancel=cancel, api_key=api_key,
             )
         )
     )

@@ -141,6 +141,34 @@ class Settings(BaseSettings):
         "(on each pod, after each restart).",
     )
 
+    # --- API keys (ws_edge/_auth.py; docs/security.md) ----------------------------------------
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("SCRAPELEDGER_API_KEYS"),
+        description="API keys, comma-separated, each KEY or NAME:KEY: any key turns "
+        "authentication on (HTTP Authorization: Bearer, WebSocket the same or ?api_key=). Jobs "
+        "belong to the key's owner: NAME, or key-<hash> for an unnamed key. Empty: read "
+        "SCRAPELEDGER_API_KEYS_FILE; neither: no authentication.",
+    )
+    api_keys_file: str | None = Field(
+        None, validation_alias=_env("SCRAPELEDGER_API_KEYS_FILE"),
+        description="A file of API keys (one KEY or NAME:KEY a line, # comments), e.g. a mounted "
+        "Secret; used when SCRAPELEDGER_API_KEYS is empty.",
+    )
+    edge_key_max_in_flight: int = Field(
+        1000, ge=1, validation_alias=_env("EDGE_KEY_MAX_IN_FLIGHT"),
+        description="Unfinished jobs one API key may have submitted through one edge pod; over "
+        "it a submit is refused (HTTP 429, WebSocket rate_limited).",
+    )
+    edge_key_submits_per_s: float = Field(
+        50.0, gt=0, validation_alias=_env("EDGE_KEY_SUBMITS_PER_S"),
+        description="Submits per API key per second through one edge pod, on average (token "
+        "bucket; a batch counts each job).",
+    )
+    edge_key_submit_burst: int = Field(
+        200, ge=1, validation_alias=_env("EDGE_KEY_SUBMIT_BURST"),
+        description="Submits one API key may make at once before EDGE_KEY_SUBMITS_PER_S applies.",
+    )
+
     # --- scraper -------------------------------------------------------------------------------
     scraper_allow_private: bool = Field(False, validation_alias=_env("SCRAPER_ALLOW_PRIVATE"))
     scraper_max_attempts: int = Field(3, ge=1, validation_alias=_env("SCRAPER_MAX_ATTEMPTS"))
@@ -216,7 +244,8 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "scraper_proxies", "edge_allowed_origins", "secret_keys", "secret_headers", mode="before"
+        "scraper_proxies", "edge_allowed_origins", "secret_keys", "secret_headers", "api_keys",
+        mode="before",
     )
     @classmethod
     def _split_proxies(cls, value: object) -> object:

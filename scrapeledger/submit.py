@@ -31,7 +31,7 @@ from typing import IO, Any
 import orjson
 
 import ledger as L
-from ws_edge import Client, EdgeUnreachableError, JobSpec
+from ws_edge import Client, EdgeUnreachableError, JobSpec, UnauthorizedError
 from ws_edge._batch import CLIENT_STATUSES, Item, Outcome, Resume, run_batch
 
 from .errors import ConfigError, ScrapeledgerError
@@ -68,6 +68,8 @@ class SubmitOptions:
     idempotency_key: str | None = None
     """The job's key (``-1``, ``-2``... appended in a batch): a repeated run never runs twice."""
     cancel: str | None = None
+    api_key: str | None = None
+    """For an edge with API keys on (``--api-key`` or ``SCRAPELEDGER_API_KEY``); never printed."""
     stdin: IO[str] = field(default_factory=lambda: sys.stdin)
 
 
@@ -78,13 +80,17 @@ def run(opts: SubmitOptions) -> int:
     try:
         items, single = _items(opts)
         # refused before anything is sent: a bad --server is a usage error, not a connect failure
-        client = Client(opts.server, first_connect_s=FIRST_CONNECT_S, connect_timeout=5.0)
+        client = Client(opts.server, first_connect_s=FIRST_CONNECT_S, connect_timeout=5.0,
+                        api_key=opts.api_key)
     except ConfigError as exc:
         _err(f"error: {exc}")
         return EXIT_USAGE
     printer = _Printer(items, single=single, as_json=opts.as_json)
     try:
         outcomes = asyncio.run(_run(client, items, opts.concurrency, printer))
+    except UnauthorizedError as exc:
+        _err(f"error: {exc}")
+        return EXIT_USAGE
     except EdgeUnreachableError as exc:
         _err(f"error: {exc} (is the edge running? `scrapeledger up` starts one)")
         return EXIT_UNREACHABLE
@@ -102,11 +108,15 @@ def _cancel(opts: SubmitOptions) -> int:
         return EXIT_USAGE
 
     async def go() -> None:
-        async with Client(opts.server, first_connect_s=FIRST_CONNECT_S, connect_timeout=5.0) as client:
+        async with Client(opts.server, first_connect_s=FIRST_CONNECT_S, connect_timeout=5.0,
+                          api_key=opts.api_key) as client:
             await client.cancel(str(opts.cancel))
 
     try:
         asyncio.run(go())
+    except UnauthorizedError as exc:
+        _err(f"error: {exc}")
+        return EXIT_USAGE
     except EdgeUnreachableError as exc:
         _err(f"error: {exc}")
         return EXIT_UNREACHABLE

@@ -1,6 +1,6 @@
 """The WebSocket edge (Tornado) and the Python client that talks to it."""
 
-from ._client import Client, ClientError, ClientTimeoutError, EdgeUnreachableError
+from ._client import Client, ClientError, ClientTimeoutError, EdgeUnreachableError, UnauthorizedError
 from ._endpoint import edge_url
 from ._job import JobSpec
 from ._protocol import JobRequest, ResumeRequest, parse_frame, result_fields, result_frame
@@ -15,6 +15,7 @@ __all__ = [
     "JobRequest",
     "JobSpec",
     "ResumeRequest",
+    "UnauthorizedError",
     "edge_url",
     "parse_frame",
     "result_fields",

@@ -57,6 +57,10 @@ class EdgeUnreachableError(ScrapeledgerError):
     """No edge could be reached: at the first connect, or again after the connection dropped."""
 
 
+class UnauthorizedError(ScrapeledgerError):
+    """The edge refused the connection's API key (HTTP 401): no retry can help."""
+
+
 class ClientTimeoutError(ScrapeledgerError):
     """A request or a result did not arrive within its bound."""
 
@@ -90,6 +94,7 @@ class Client:
         first_connect_s: float | None = None,
         request_timeout: float | None = None,
         result_timeout: float = 900.0,
+        api_key: str | None = None,
     ) -> None:
         """``server`` may list several edges (as a load balancer would): each reconnect tries the
         next one, so a dead pod is left behind. ``http://`` addresses are taken as ``ws://``; a
@@ -100,6 +105,9 @@ class Client:
         while a client already holding jobs keeps trying for ``max_reconnect_s``. A request's
         reply may legitimately wait for a reconnect, so ``request_timeout`` defaults to the
         reconnect budget plus 30 s.
+
+        ``api_key`` (for an edge with API keys on) is sent as ``Authorization: Bearer``, never
+        in the URL; a refused key raises :class:`UnauthorizedError` at once.
         """
         raw = [server] if isinstance(server, str) else list(server)
         self.servers = [edge_url(s) for s in raw]
@@ -110,6 +118,7 @@ class Client:
         self.first_connect_s = max_reconnect_s if first_connect_s is None else first_connect_s
         self.request_timeout = max_reconnect_s + 30.0 if request_timeout is None else request_timeout
         self.result_timeout = result_timeout
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._conn: WebSocketClientConnection | None = None
         self._refs = itertools.count(1)
         self._by_ref: dict[str, _Pending] = {}
@@ -296,7 +305,8 @@ class Client:
             # wait would orphan a handshake that completes later (an unclosed connection).
             # One attempt never outlasts what is left of the budget (a host that drops packets).
             attempt_s = max(0.2, min(self.connect_timeout, deadline - loop.time()))
-            request = HTTPRequest(self.server, connect_timeout=attempt_s, request_timeout=attempt_s)
+            request = HTTPRequest(self.server, connect_timeout=attempt_s, request_timeout=attempt_s,
+                                  headers=self._headers)
             attempt = asyncio.ensure_future(websocket_connect(request, max_message_size=64 * 1024 * 1024))
             try:
                 conn = await asyncio.shield(attempt)
@@ -309,6 +319,11 @@ class Client:
             # HTTPClientError: the pod died mid-handshake (599 stream closed) or is not serving
             # WebSockets yet or any more (503 while draining): another try, maybe another pod
             except (OSError, TimeoutError, WebSocketClosedError, HTTPClientError) as exc:
+                if isinstance(exc, HTTPClientError) and exc.code == 401:
+                    raise UnauthorizedError(  # no retry helps; the key is never in the message
+                        f"{url_ref(self.server)} refused the API key (401 unauthorized): give one "
+                        "with --api-key or SCRAPELEDGER_API_KEY"
+                    ) from None
                 pause = delay * random.uniform(0.5, 1.5)
                 if self._closed:
                     return False
@@ -447,6 +462,11 @@ class Client:
                 # idempotency key makes sending it again safe, and the submit's wait stays bounded
                 again = self._by_ref[ref]
                 self._later(SUBMIT_RETRY_S, lambda: self._submit_again(ref, again))
+                return
+            if frame.get("code") == "rate_limited" and ref in self._by_ref:
+                # the API key's submit limits: the same frame (the same idempotency key) later
+                limited = self._by_ref[ref]
+                self._later(float(frame.get("retry_after") or 1.0), lambda: self._submit_again(ref, limited))
                 return
             pending = self._by_ref.pop(ref, None) or self._resumes.pop(ref, None)
             err = ClientError(frame.get("code", "error"), frame.get("message", ""))

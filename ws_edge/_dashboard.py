@@ -12,8 +12,8 @@ HTTP API (docs/dashboard.md).
   ever shown in a sandboxed iframe without ``allow-scripts`` (and, under this policy, could not
   run inline scripts even if it reached the page).
 
-API keys: every read goes through :func:`view_of`, the one place that will map a request's key to
-its owner's view once keys exist; the page asks for a key when an answer is ``401``.
+API keys: every read goes through :func:`view_of`, which maps the request's key (checked by
+``ApiHandler.prepare``) to its owner's view; the page asks for a key when an answer is ``401``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ._http import ApiError, ApiHandler, Jobs, Reads, unavailable
 from ._index import ACTIVE, ANY_OWNER, CursorError, RecentJobs
 from ._index_feed import IndexFeed
 from ._openapi import STATUSES
-from ._server import Edge
+from ._server import Edge, NoQuery
 
 UI_DIR = Path(__file__).parent / "ui"
 MAX_LIMIT = 200
@@ -45,11 +45,11 @@ CSP = (
 """Only the edge's own scripts run on the page; nothing else is fetched, nothing frames it."""
 
 
-def view_of(handler: tornado.web.RequestHandler) -> str:
-    """Whose jobs this request may see. API keys are not built yet: everyone's. Once they are,
-    this answers the key's owner (and a missing or wrong key raises ``401 unauthorized``, which
-    makes the page ask for one)."""
-    return ANY_OWNER
+def view_of(handler: ApiHandler) -> str:
+    """Whose jobs this request may see: everyone's with API keys off, else its key's owner's (a
+    missing or wrong key was already answered ``401 unauthorized``, which makes the page ask
+    for one)."""
+    return ANY_OWNER if handler.owner is None else handler.owner
 
 
 class _IndexReader(ApiHandler):
@@ -125,8 +125,14 @@ class Stats(_IndexReader):
         self.answer(200, index.stats(view_of(self)))
 
 
+class UiRedirect(tornado.web.RedirectHandler):
+    _request_summary = NoQuery._request_summary
+
+
 class UiFiles(tornado.web.StaticFileHandler):
     """The page's files, with the headers that keep scraped content from ever running here."""
+
+    _request_summary = NoQuery._request_summary  # no ?api_key= in Tornado's warnings
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Content-Security-Policy", CSP)
@@ -143,6 +149,6 @@ def routes(edge: Edge, reads: Reads, feed: IndexFeed) -> list[tuple[str, type[to
     return [
         (r"/v1/jobs", JobList, deps),
         (r"/v1/stats", Stats, deps),
-        (r"/ui", tornado.web.RedirectHandler, {"url": "/ui/"}),
+        (r"/ui", UiRedirect, {"url": "/ui/"}),
         (r"/ui/(.*)", UiFiles, {"path": str(UI_DIR), "default_filename": "index.html"}),
     ]

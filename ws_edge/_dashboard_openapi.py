@@ -115,4 +115,24 @@ def extend(doc: dict[str, Any]) -> dict[str, Any]:
     doc["paths"].setdefault("/v1/jobs", {})["get"] = _LIST
     doc["paths"].update(_PATHS)
     doc["components"]["schemas"].update({"JobSummary": _SUMMARY, "Stats": _STATS})
+    return secured(doc)
+
+
+def secured(doc: dict[str, Any]) -> dict[str, Any]:
+    """API keys in the document: a bearer scheme, optional (``{}``: an edge with keys off takes
+    requests without one), and on every operation the ``401`` a missing or wrong key gets; on the
+    submit, the ``429`` of the key's limits. ``/openapi.json`` itself is always open."""
+    doc["components"]["securitySchemes"] = {"apiKey": {
+        "type": "http", "scheme": "bearer",
+        "description": "With SCRAPELEDGER_API_KEYS set: Authorization: Bearer KEY. A key sees "
+        "only its own jobs; another key's job answers exactly as an unknown id."}}
+    doc["security"] = [{"apiKey": []}, {}]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            op["responses"].setdefault("401", _error("unauthorized: no API key, or not a valid one"))
+            if (path, method) == ("/v1/jobs", "post"):
+                op["responses"].setdefault("429", {
+                    **_error("rate_limited: the API key's jobs in flight or submits per second"),
+                    "headers": {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"},
+                                                "description": "seconds"}}})
     return doc

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -27,10 +28,11 @@ import ledger as L
 import replay
 from scrapeledger.errors import BrokerError, ProtocolError, ScrapeledgerError, UnknownJobError
 
+from ._auth import Unauthorized
 from ._kafka import body_of
 from ._openapi import openapi_document
 from ._protocol import JobRequest, check_idempotency_key, parse_job, result_frame
-from ._server import Edge, IdempotencyConflict
+from ._server import Edge, IdempotencyConflict, refuse_unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +75,36 @@ class Reads:
     async def run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
 
-    async def events(self, job_id: str) -> list[L.Event]:
+    async def events(self, job_id: str, owner: str | None = None) -> list[L.Event]:
         """The job's ledger events (404 ``unknown_job`` if it was never submitted: a resume or a
-        cancel of an unknown id leaves an event, not a job)."""
+        cancel of an unknown id leaves an event, not a job). ``owner`` (API keys on): another
+        owner's job is unknown too, with the very same answer."""
         try:
             events = await self.run(lambda: replay.history(self.edge.settings, job_id))
         except UnknownJobError:
             raise unknown(job_id) from None
         except BrokerError as exc:
             raise unavailable(exc) from None
-        if not any(isinstance(e, L.JobSubmitted) for e in events):
+        first = next((e for e in events if isinstance(e, L.JobSubmitted)), None)
+        if first is None or (owner is not None and first.owner != owner):
             raise unknown(job_id)
         return events
 
-    async def state(self, job_id: str) -> tuple[L.JobState, str | None]:
+    async def owned_by(self, job_id: str, owner: str) -> bool:
+        """Whether the job exists and is ``owner``'s (False for both "unknown" and "someone
+        else's"); raises :class:`BrokerError` when the ledger cannot be read."""
+        try:
+            await self.events(job_id, owner)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise BrokerError(exc.message) from None
+        return True
+
+    async def state(self, job_id: str, owner: str | None = None) -> tuple[L.JobState, str | None]:
         """The job's state folded from its events, exactly as the ledger has it now, and its
         page body when it succeeded."""
-        state = L.fold_all(await self.events(job_id))[job_id]
+        state = L.fold_all(await self.events(job_id, owner))[job_id]
         return state, await self.body(state)
 
     async def body(self, state: L.JobState) -> str | None:
@@ -125,9 +140,14 @@ def job_view(state: L.JobState, html: str | None) -> dict[str, Any]:
 class ApiHandler(tornado.web.RequestHandler):
     """JSON in, JSON out, every failure an ``{"error": ...}`` body."""
 
+    public = False
+    """Answered without an API key even when keys are on (``/openapi.json``)."""
+
     def initialize(self, edge: Edge, reads: Reads) -> None:
         self.edge = edge
         self.reads = reads
+        self.owner: str | None = None
+        """The API key's owner (None: keys are off): what this request may see and submit as."""
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -139,6 +159,11 @@ class ApiHandler(tornado.web.RequestHandler):
         on the probe reserve (over ``EDGE_MAX_CONNECTIONS``) gets the 503 the cap promises."""
         if self.edge.on_reserve(self.request):
             raise ApiError(503, "too_many_connections", "too many connections; retry", {"Retry-After": "1"})
+        if self.edge.keys is not None and not self.public:
+            try:
+                self.owner = self.edge.keys.authenticate(self.request, query=False)
+            except Unauthorized as exc:
+                refuse_unauthorized(self, str(exc))
 
     def answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self.set_status(status)
@@ -176,10 +201,14 @@ class ApiHandler(tornado.web.RequestHandler):
 class NotFound(ApiHandler):
     def prepare(self) -> None:
         super().prepare()
+        if self._finished:
+            return  # refused (401) already
         raise ApiError(404, "not_found", f"no such resource: {self.request.path}")
 
 
 class OpenApi(ApiHandler):
+    public = True
+
     def get(self) -> None:
         self.answer(200, openapi_document())
 
@@ -248,7 +277,17 @@ class Jobs(ApiHandler):
         except orjson.JSONDecodeError:
             raise ApiError(400, "invalid_json", "the body is not JSON") from None
         requests, batch = _job_requests(body, header)
-        answers = await asyncio.gather(*(self._submit(req, ref) for req, ref in requests))
+        owner = self.owner
+        if owner is not None:
+            refused = self.edge.key_budget.admit(owner, len(requests))
+            if refused is not None:
+                message, wait = refused
+                raise ApiError(429, "rate_limited", message, {"Retry-After": str(max(1, math.ceil(wait)))})
+        try:
+            answers = await asyncio.gather(*(self._submit(req, ref) for req, ref in requests))
+        finally:
+            if owner is not None:
+                self.edge.key_budget.settle(owner, len(requests))
         if not batch:
             (answer,) = answers
             if "error" in answer:
@@ -259,7 +298,7 @@ class Jobs(ApiHandler):
 
     async def _submit(self, req: JobRequest, ref: Any) -> dict[str, Any]:
         try:
-            submitted = await self.edge.record_submit(req)
+            submitted = await self.edge.record_submit(req, owner=self.owner)
         except IdempotencyConflict as exc:
             return {"job_id": exc.job_id,
                     "error": {"code": "idempotency_conflict", "message": exc.message}}
@@ -274,8 +313,9 @@ class Jobs(ApiHandler):
 class _Waiter:
     """An HTTP request waiting for a job's result on this pod (``?wait=S``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str | None) -> None:
         self.jobs: set[str] = set()
+        self.owner = owner
         self.done = asyncio.Event()
 
     def send(self, frame: bytes) -> None:
@@ -294,9 +334,9 @@ class Job(ApiHandler):
     async def _get(self, raw_id: str) -> None:
         wait = self._wait()
         job_id = self.job_id(raw_id)
-        state, html = await self.reads.state(job_id)
+        state, html = await self.reads.state(job_id, self.owner)
         if not state.terminal and wait > 0:
-            waiter = _Waiter()
+            waiter = _Waiter(self.owner)
             try:
                 await self.edge.attach(job_id, waiter)
                 await asyncio.wait_for(waiter.done.wait(), wait)
@@ -306,7 +346,7 @@ class Job(ApiHandler):
                 pass  # not finished in time: the state as it is now
             finally:
                 self.edge.forget(waiter)
-            state, html = await self.reads.state(job_id)
+            state, html = await self.reads.state(job_id, self.owner)
         self.answer(200, job_view(state, html))
 
     def _wait(self) -> float:
@@ -324,6 +364,8 @@ class Job(ApiHandler):
     async def delete(self, raw_id: str) -> None:
         try:
             job_id = self.job_id(raw_id)
+            if self.owner is not None:
+                await self.reads.events(job_id, self.owner)  # another owner's job: unknown
             try:
                 state = await self.edge.record_cancel(job_id)
             except BrokerError as exc:
@@ -344,7 +386,7 @@ class Events(ApiHandler):
     async def get(self, raw_id: str) -> None:
         try:
             job_id = self.job_id(raw_id)
-            events = await self.reads.events(job_id)
+            events = await self.reads.events(job_id, self.owner)
         except ApiError as exc:
             self.fail(exc)
             return
@@ -402,6 +444,7 @@ class Stream(ApiHandler):
 
         threading.Thread(target=pump, name=f"edge-stream-{job_id[:8]}", daemon=True).start()
         state: L.JobState | None = None
+        foreign = False
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
@@ -413,7 +456,7 @@ class Stream(ApiHandler):
             if isinstance(item, Exception):
                 raise unavailable(item)
             if item is replay.CAUGHT_UP:
-                if state is None or state.submitted_at is None:
+                if foreign or state is None or state.submitted_at is None:
                     raise unknown(job_id)
                 continue
             offset, event = item
@@ -421,6 +464,10 @@ class Stream(ApiHandler):
             changed, state = after is not state, after
             if state.submitted_at is None:
                 continue  # a resume or cancel of the id before anyone submitted it: no job yet
+            if foreign or (self.owner is not None and state.owner != self.owner):
+                # another owner's job: answered as an unknown one, and as late (once caught up)
+                foreign = True
+                continue
             if not self._started:
                 self._begin()
             if changed and offset > last and not isinstance(event, NOT_STREAMED):

@@ -97,14 +97,78 @@ class TokenBucket:
         self._tokens = float(self.burst)
         self._at = clock()
 
-    def take(self) -> float:
+    def take(self, n: int = 1) -> float:
+        """Spend ``n`` tokens, or say how long until there are enough. More than ``burst`` at
+        once (a large batch) passes on a full bucket and leaves a debt: the average still holds."""
         now = self._clock()
         self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
         self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        need = float(min(n, self.burst))
+        if self._tokens >= need:
+            self._tokens -= n
             return 0.0
-        return (1.0 - self._tokens) / self.rate
+        return (need - self._tokens) / self.rate
+
+
+class KeyBudget:
+    """Per API key owner: jobs in flight through this pod, and a submit rate.
+
+    ``admit(owner, n)`` reserves ``n`` submits or says why not (``None`` when admitted, else a
+    message and the seconds to wait); each admitted submit ends with :meth:`started` (a job
+    that is now in flight) and/or :meth:`settle` (the reservation is given back). A job leaves
+    the count with :meth:`finished`, when this pod hears its result (every pod a job was
+    submitted on is sent it). Per pod: the edge shares no memory with its peers.
+    """
+
+    def __init__(self, max_in_flight: int, rate: float, burst: int, clock: Clock = time.monotonic,
+                 most_owners: int = 10_000) -> None:
+        self.max_in_flight = max_in_flight
+        self.rate, self.burst = rate, burst
+        self._clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._most_owners = most_owners
+        self._in_flight: dict[str, set[str]] = {}
+        self._owner_of: dict[str, str] = {}
+        self._reserved: dict[str, int] = {}
+
+    def in_flight(self, owner: str) -> int:
+        return len(self._in_flight.get(owner, ())) + self._reserved.get(owner, 0)
+
+    def admit(self, owner: str, n: int = 1) -> tuple[str, float] | None:
+        if self.in_flight(owner) + n > self.max_in_flight:
+            return (f"at most {self.max_in_flight} jobs in flight per API key; wait for a result", 1.0)
+        bucket = self._buckets.get(owner)
+        if bucket is None:
+            bucket = self._buckets[owner] = TokenBucket(self.rate, self.burst, self._clock)
+            if len(self._buckets) > self._most_owners:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(owner)
+        wait = bucket.take(n)
+        if wait:
+            return (f"at most {self.rate:g} submits per second per API key", wait)
+        self._reserved[owner] = self._reserved.get(owner, 0) + n
+        return None
+
+    def started(self, owner: str, job_id: str) -> None:
+        self._in_flight.setdefault(owner, set()).add(job_id)
+        self._owner_of[job_id] = owner
+
+    def settle(self, owner: str, n: int = 1) -> None:
+        left = self._reserved.get(owner, 0) - n
+        if left > 0:
+            self._reserved[owner] = left
+        else:
+            self._reserved.pop(owner, None)
+
+    def finished(self, job_id: str) -> None:
+        owner = self._owner_of.pop(job_id, None)
+        if owner is None:
+            return
+        jobs = self._in_flight.get(owner)
+        if jobs is not None:
+            jobs.discard(job_id)
+            if not jobs:
+                del self._in_flight[owner]
 
 
 class SendBudget:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 import tornado.httputil
 import tornado.netutil
 import tornado.web
@@ -30,8 +31,9 @@ from scrapeledger.redact import job_ref, url_ref
 from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault
 
+from ._auth import Keys, Unauthorized
 from ._kafka import Delivery, EdgeKafka, Reply
-from ._limits import AttachWindow, ConnectionBudget, SendBudget, TokenBucket, raise_fd_limit
+from ._limits import AttachWindow, ConnectionBudget, KeyBudget, SendBudget, TokenBucket, raise_fd_limit
 from ._listener import MOST_LINGERING, GuardedHTTPServer
 from ._protocol import (
     CancelRequest,
@@ -66,6 +68,8 @@ class Listener(Protocol):
     """Whoever waits for job results on this pod: a WebSocket, or an HTTP request (``?wait``)."""
 
     jobs: set[str]
+    owner: str | None
+    """The API key owner it acts for (None: API keys are off); it hears only that owner's jobs."""
 
     def send(self, frame: bytes) -> None: ...
 
@@ -101,6 +105,10 @@ class Edge:
         the Kafka side stops for good (the broker away past ``SCRAPELEDGER_BROKER_OUTAGE_S``)."""
         self.settings = settings
         self._vault = vault
+        self.keys = Keys.from_settings(settings)
+        """The API keys (None: authentication off); a bad setting stops the edge here."""
+        self.key_budget = KeyBudget(settings.edge_key_max_in_flight, settings.edge_key_submits_per_s,
+                                    settings.edge_key_submit_burst)
         self.connections = ConnectionBudget(
             _fit_connections(settings, fd_limit), settings.edge_max_connections_per_address,
             settings.edge_reserved_connections,
@@ -284,6 +292,8 @@ class Edge:
         try:
             await self.kafka.append(event)
             if reply is None:
+                if owner is not None:
+                    self.key_budget.started(owner, job_id)
                 return Submitted(job_id, "submitted")
             state, html = await self._answer(event_id, reply)
         except BaseException:
@@ -297,18 +307,20 @@ class Edge:
             if listener is not None:
                 self._forget(job_id, listener)
             raise IdempotencyConflict(job_id)
+        if owner is not None and not state.terminal:
+            self.key_budget.started(owner, job_id)
         return Submitted(job_id, state.status, state, html)
 
     async def submit(self, sock: Listener, req: JobRequest) -> None:
         """A WebSocket ``job`` frame: ``accepted`` once durable (and known, for a keyed job),
         then the result when it comes; a resubmit of a finished keyed job gets it at once."""
-        job_id = self.job_id_for(req)
+        job_id = self.job_id_for(req, sock.owner)
         held: list[bytes] = []  # results that overtake the answer wait for accepted
         self.unaccepted[(job_id, sock)] = held
         if isinstance(sock, JobSocket):
             sock.starting -= 1  # counted in sock.jobs from here on (record_submit registers it)
         try:
-            submitted = await self.record_submit(req, listener=sock, job_id=job_id)
+            submitted = await self.record_submit(req, owner=sock.owner, listener=sock, job_id=job_id)
         except IdempotencyConflict as exc:
             sock.send(error_frame("idempotency_conflict", exc.message, req.ref))
             return
@@ -318,6 +330,8 @@ class Edge:
             return
         finally:
             self.unaccepted.pop((job_id, sock), None)
+            if sock.owner is not None:
+                self.key_budget.settle(sock.owner)
         JOBS_SUBMITTED.inc()
         self.attached.attach(job_id)  # the submit routes results here, as an attach would
         log.debug("job %s submitted: %s", job_ref(job_id), url_ref(req.url))
@@ -359,8 +373,21 @@ class Edge:
         finally:
             self.pending_submits -= 1
 
+    async def may_see(self, owner: str | None, job_id: str) -> bool:
+        """Whether ``owner`` may see the job: always with API keys off; with keys on only its
+        own jobs, read from the ledger (the same read for an unknown id as for another owner's
+        job, so neither answer comes sooner). Raises :class:`BrokerError`."""
+        if owner is None:
+            return True
+        assert self.reads is not None
+        return await self.reads.owned_by(job_id, owner)
+
     async def resume(self, sock: Listener, req: ResumeRequest) -> None:
         try:
+            if not await self.may_see(sock.owner, req.job_id):
+                sock.jobs.discard(req.job_id)
+                sock.send(unknown_job_frame(req.job_id, req.ref))
+                return
             await self.attach(req.job_id, sock, req.ref)
         except BrokerError as exc:
             log.error("resume of %s failed: %s", job_ref(req.job_id), exc)
@@ -389,6 +416,9 @@ class Edge:
 
     async def cancel(self, sock: Listener, req: CancelRequest) -> None:
         try:
+            if not await self.may_see(sock.owner, req.job_id):
+                sock.send(unknown_job_frame(req.job_id, req.ref))
+                return
             state = await self.record_cancel(req.job_id)
         except BrokerError as exc:
             log.error("cancel of %s failed: %s", job_ref(req.job_id), exc)
@@ -434,12 +464,16 @@ class Edge:
     def _on_deliveries(self, deliveries: list[Delivery]) -> None:
         for state, body in deliveries:
             self.attached.answered(state, new=state.status != "expired")
+            if state.terminal or state.status == "unknown":
+                self.key_budget.finished(state.job_id)
             socks = self.waiting.pop(state.job_id, None)
             if not socks:
                 continue  # the client left; it will resume, possibly elsewhere
             for sock, ref in socks.items():
                 sock.jobs.discard(state.job_id)
-                if state.status == "unknown":
+                if state.status == "unknown" or (self.keys is not None and sock.owner != state.owner):
+                    # another owner's job answers as an unknown one (checked before the attach;
+                    # this is the second lock on the door)
                     sock.send(unknown_job_frame(state.job_id, ref))
                     continue
                 frame = result_frame(state, body, ref)
@@ -522,6 +556,8 @@ class JobSocket(tornado.websocket.WebSocketHandler):
     def initialize(self, edge: Edge) -> None:
         self.edge = edge
         self.jobs: set[str] = set()
+        self.owner: str | None = None
+        """The API key's owner (set in :meth:`prepare` when keys are on)."""
         self.starting = 0
         """Submits handed to a task that has not registered its job yet (counted in flight)."""
         self._tasks: set[asyncio.Future[None]] = set()
@@ -536,6 +572,15 @@ class JobSocket(tornado.websocket.WebSocketHandler):
             self.set_status(503)
             self.set_header("Retry-After", "1")
             self.finish("too many connections; retry\n")
+            return
+        if self.edge.keys is not None:
+            try:
+                self.owner = self.edge.keys.authenticate(self.request, query=True)
+            except Unauthorized as exc:
+                refuse_unauthorized(self, str(exc))  # the upgrade is refused: no socket opens
+
+    def _request_summary(self) -> str:
+        return f"{self.request.method} {self.request.path}"  # never the query: ?api_key=
 
     def check_origin(self, origin: str) -> bool:
         """Cross-site WebSocket hijacking: any page a user visits could otherwise drive the edge
@@ -583,6 +628,12 @@ class JobSocket(tornado.websocket.WebSocketHandler):
                 req.ref,
             ))
             return
+        if isinstance(req, JobRequest) and self.owner is not None:
+            refused = self.edge.key_budget.admit(self.owner)
+            if refused is not None:
+                message, wait = refused
+                self.send(error_frame("rate_limited", message, req.ref, retry_after=wait))
+                return
         task: asyncio.Future[None]
         if isinstance(req, JobRequest):
             self.starting += 1
@@ -630,6 +681,14 @@ def _ignore_closed(fut: asyncio.Future[None]) -> None:
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+def refuse_unauthorized(handler: tornado.web.RequestHandler, message: str) -> None:
+    """401 with the API's JSON error body and a stable code (HTTP and a WebSocket upgrade)."""
+    handler.set_status(401)
+    handler.set_header("Content-Type", "application/json")
+    handler.set_header("WWW-Authenticate", 'Bearer realm="scrapeledger"')
+    handler.finish(orjson.dumps({"error": {"code": "unauthorized", "message": message}}))
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     """Tornado's access line without the query string: ``?api_key=`` and the like stay out.
     Probes log at DEBUG: a 503 from ``/readyz`` while the edge starts is the answer a prober
@@ -645,14 +704,22 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
-class Healthz(tornado.web.RequestHandler):
+class NoQuery(tornado.web.RequestHandler):
+    """Tornado's own warnings (a 405, a bad request) name the request by its URI, query and
+    all; these handlers name it by path only, so an ``?api_key=`` never reaches a log."""
+
+    def _request_summary(self) -> str:
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+
+
+class Healthz(NoQuery):
     """Liveness: the event loop answers. Never depends on Kafka (no restart storms)."""
 
     def get(self) -> None:
         self.write("ok\n")
 
 
-class Metrics(tornado.web.RequestHandler):
+class Metrics(NoQuery):
     """Prometheus exposition of this pod's metrics."""
 
     def get(self) -> None:
@@ -661,7 +728,7 @@ class Metrics(tornado.web.RequestHandler):
         self.write(body)
 
 
-class Readyz(tornado.web.RequestHandler):
+class Readyz(NoQuery):
     """Readiness: reading this pod's deliveries and not draining."""
 
     def initialize(self, edge: Edge) -> None:

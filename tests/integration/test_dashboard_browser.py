@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,17 +52,33 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, pages: str) -> Iterator[str]:
-    """A whole stack of this module's own; yields the edge's HTTP base URL."""
+def live_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, pages: str) -> Iterator[Stack]:
+    """A whole stack of this module's own."""
     workdir = tmp_path_factory.mktemp("dashboard")
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
                         state_dir=str(workdir / "state"), partitions=3, delivery_partitions=8)
     stack = Stack(settings, workdir, env={"SCRAPER_MAX_ATTEMPTS": "3"})
     try:
         stack.processors()
-        yield stack.edge().replace("ws://", "http://").rstrip("/")
+        yield stack
     finally:
         stack.stop_all()
+
+
+@pytest.fixture(scope="module")
+def live(live_stack: Stack) -> str:
+    """The HTTP base URL of the stack's edge (API keys off)."""
+    return live_stack.edge().replace("ws://", "http://").rstrip("/")
+
+
+KEY_A, KEY_B = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="module")
+def keyed(live_stack: Stack) -> str:
+    """A second edge on the same ledger with API keys on (alice, bob)."""
+    url = live_stack.edge("edge-keys", SCRAPELEDGER_API_KEYS=f"alice:{KEY_A},bob:{KEY_B}")
+    return url.replace("ws://", "http://").rstrip("/")
 
 
 @pytest.fixture
@@ -231,3 +248,29 @@ def test_scraped_scripts_never_run_in_the_dashboard(live: str, pages: str, page:
     eventually(lambda: beacon_hits(pages, key) >= 1, timeout=30, what="the control page's beacon",
                interval=0.1)
     assert [m for m in console if m == f"xss-ran {key}"]
+
+
+def test_with_api_keys_the_page_asks_for_one_and_shows_that_keys_jobs(
+    keyed: str, live: str, pages: str, page: Page,
+) -> None:
+    from playwright.sync_api import expect
+
+    # company the page must not show: bob's job, and one submitted with keys off
+    bobs = httpx.post(f"{keyed}/v1/jobs", json={"url": f"{pages}/page/90"}, timeout=30,
+                      headers={"Authorization": f"Bearer {KEY_B}"}).json()["job_id"]
+    keyless = httpx.post(f"{live}/v1/jobs", json={"url": f"{pages}/page/91"}, timeout=30).json()["job_id"]
+    page.goto(f"{keyed}/ui/")
+    dialog = page.get_by_test_id("key-dialog")
+    expect(dialog).to_be_visible()  # the edge answered 401: the page asks
+    page.locator("#key-input").fill(KEY_A)
+    page.locator("#key-form button[type=submit]").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_test_id("live")).to_have_text("live")
+    mine = submit_from_page(page, f"{pages}/page/92")
+    expect(row(page, mine).get_by_test_id("job-status")).to_have_text("succeeded")
+    expect(page.get_by_test_id("job-row")).to_have_count(1)  # alice's one job, nobody else's
+    expect(row(page, bobs)).to_have_count(0)
+    expect(row(page, keyless)).to_have_count(0)
+    expect(page.get_by_test_id("finished-by-status")).to_have_text("succeeded 1")
+    # the key was never put in a URL the page asked for
+    assert KEY_A not in page.evaluate("() => performance.getEntries().map(e => e.name).join(' ')")

@@ -370,3 +370,45 @@ def test_close_that_outlasts_a_reconnect_handshake_leaves_no_connection_open() -
         # socket to a done-callback that at best sent a close frame nobody waited for
         leaks = _resource_warnings(lambda: asyncio.run(go(pod.url)))
     assert leaks == []
+
+
+class SubmitsRateLimitedOnce(WebSocketHandler):
+    """Refuses a connection's first job frame with ``rate_limited`` (an API key's limits), then
+    accepts the same frame and answers it; 401 without the expected API key."""
+
+    def prepare(self) -> None:
+        if self.request.headers.get("Authorization") != "Bearer right-key-0123456789":
+            self.set_status(401)
+            self.finish('{"error": {"code": "unauthorized", "message": "no"}}')
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.frames: list[dict[str, object]] = []
+
+    def on_message(self, message: str | bytes) -> None:
+        frame = orjson.loads(message)
+        self.frames.append(frame)
+        if len(self.frames) == 1:
+            self.write_message(orjson.dumps({"event": "error", "code": "rate_limited", "message": "slow",
+                                             "ref": frame["ref"], "retry_after": 0.05}).decode())
+            return
+        assert frame == self.frames[0]  # the same frame: the same idempotency key
+        self.write_message(orjson.dumps({"event": "accepted", "job_id": "j", "ref": frame["ref"]}).decode())
+        self.write_message(orjson.dumps({"event": "result", "job_id": "j", "status": "succeeded"}).decode())
+
+
+def test_a_rate_limited_submit_is_sent_again_and_a_refused_key_fails_at_once() -> None:
+    from ws_edge import UnauthorizedError
+
+    async def go() -> dict[str, object]:
+        server, url = await serve(SubmitsRateLimitedOnce)
+        try:
+            with pytest.raises(UnauthorizedError, match="401"):
+                async with Client(url, connect_timeout=5, first_connect_s=30, api_key="wrong-key-0123456789"):
+                    pass
+            async with Client(url, connect_timeout=5, api_key="right-key-0123456789") as client:
+                return await asyncio.wait_for(client.scrape("https://a.example/"), 10)
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    assert asyncio.run(go())["status"] == "succeeded"

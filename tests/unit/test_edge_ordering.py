@@ -41,6 +41,7 @@ class HeldKafka:
 class Sock:
     def __init__(self) -> None:
         self.jobs: set[str] = set()
+        self.owner: str | None = None  # API keys off
         self.starting = 1  # JobSocket counts a submit in flight before its task registers it
         self.frames: list[dict[str, Any]] = []
 

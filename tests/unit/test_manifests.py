@@ -427,3 +427,20 @@ def test_credential_keys_come_from_a_secret_reference_never_from_a_manifest() ->
         assert "secret-keys:/var/lib/scrapeledger/keys:ro" in services[name]["volumes"], name
         assert services[name]["depends_on"]["keys"]["condition"] == "service_completed_successfully"
     assert not any("secret-keys" in v for v in services["state"]["volumes"])
+
+
+def test_api_keys_come_from_an_optional_secret_reference_never_from_a_manifest() -> None:
+    """Only the edge authenticates; no Secret means keys off (optional), never a value here."""
+    ref = {"secretKeyRef": {"name": "scrapeledger-api-keys", "key": "keys", "optional": True}}
+    for deployment in _app_deployments():
+        env = _env(_containers(deployment)[0])
+        if deployment["metadata"]["name"] == "edge":
+            assert env["SCRAPELEDGER_API_KEYS"] == ref
+        else:
+            assert "SCRAPELEDGER_API_KEYS" not in env, deployment["metadata"]["name"]
+    assert "SCRAPELEDGER_API_KEYS" not in _one("ConfigMap", "scrapeledger-env")["data"]
+    services = yaml.safe_load((ROOT / "compose.yml").read_text())["services"]
+    assert services["edge"]["environment"]["SCRAPELEDGER_API_KEYS"] == "${SCRAPELEDGER_API_KEYS:-}"
+    for name, service in services.items():
+        if name != "edge":
+            assert "SCRAPELEDGER_API_KEYS" not in (service.get("environment") or {}), name

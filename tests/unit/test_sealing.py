@@ -44,6 +44,7 @@ class Written:
 class Sock:
     def __init__(self) -> None:
         self.jobs: set[str] = set()
+        self.owner: str | None = None  # API keys off
         self.starting = 1  # the job frame was admitted (JobSocket counts it until submit runs)
 
     def send(self, frame: bytes) -> None:
