@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -12,11 +11,8 @@ from confluent_kafka.admin import AdminClient
 from scrapeledger import topics as T
 from scrapeledger.broker import LocalCluster
 from scrapeledger.settings import Settings
+from tests.support.load import assert_pages, assert_same_processes, pids, scrape_through_a_fault
 from tests.support.stack import Stack, eventually, start_pages
-from ws_edge import Client
-
-RATE = 40.0
-"""Jobs submitted per second while the broker dies."""
 
 
 @pytest.mark.timeout(480)
@@ -45,39 +41,10 @@ def test_three_nodes_replicate_every_topic_and_lose_one_without_losing_a_job(tmp
         try:
             stack.processors()
             url = stack.edge("edge-a")
-            before = {name: proc.popen.pid for name, proc in stack.procs.items()}
-            jobs = 150
-
-            async def go() -> list[dict[str, object]]:
-                async with Client([url], max_reconnect_s=300) as client:
-                    tasks: list[asyncio.Task[dict[str, object]]] = []
-
-                    async def submit() -> None:  # a steady load, so the kill lands mid-stream
-                        for i in range(jobs):
-                            tasks.append(asyncio.create_task(client.scrape(f"{pages}/page/{i}")))
-                            await asyncio.sleep(1 / RATE)  # load shaping, not a readiness wait
-
-                    submitter = asyncio.create_task(submit())
-                    loop = asyncio.get_running_loop()
-                    # the stack is answering and most jobs are still to come (or in flight):
-                    # the kill lands under load whatever the speed of the machine
-                    await loop.run_in_executor(None, lambda: eventually(
-                        lambda: len(tasks) >= jobs // 4 and any(t.done() for t in tasks), timeout=120,
-                        what="the first results", interval=0.05))
-                    # node 1 is first in every client's bootstrap list and leads its share
-                    await loop.run_in_executor(None, cluster.kill, 0)
-                    await submitter
-                    return list(await asyncio.wait_for(asyncio.gather(*tasks), 300))
-
-            results = asyncio.run(go())
-            for i, frame in enumerate(results):
-                assert frame["status"] == "succeeded", frame
-                assert f"page {i} " in str(frame["html"]), frame
-            for name, pid in before.items():
-                proc = stack.procs[name]
-                assert proc.popen.pid == pid and proc.popen.poll() is None, (
-                    f"{name} exited:\n{proc.output()[-4000:]}"
-                )
+            before = pids(stack)
+            # node 1 is first in every client's bootstrap list and leads its share
+            assert_pages(scrape_through_a_fault(url, pages, 150, lambda: cluster.kill(0)))
+            assert_same_processes(stack, before)
             # the node comes back on its own directory and ports and rejoins the cluster
             cluster.restart(0)
             eventually(lambda: len(admin.list_topics(timeout=5).brokers) == 3, timeout=60,
