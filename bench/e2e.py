@@ -99,13 +99,13 @@ async def service(ws_url: str, urls: list[str], clients: int, window: int) -> tu
 
 def stage_latencies(settings: Settings) -> dict[str, float]:
     """Median time between consecutive ledger events of a job, per step (from their ``at``)."""
-    import ledger as L
+    import ledger
     from replay import read_to_end
-    from scrapeledger import topics as T
+    from scrapeledger import topics
 
     firsts: dict[str, dict[str, float]] = {}
-    for msg in read_to_end(settings, settings.topic(T.LEDGER)):
-        e = L.decode_event(msg.value())
+    for msg in read_to_end(settings, settings.topic(topics.LEDGER)):
+        e = ledger.decode_event(msg.value())
         firsts.setdefault(e.job_id, {}).setdefault(e.TYPE, e.at)
     steps = [("JobSubmitted", "JobValidated"), ("JobValidated", "ScrapeSucceeded"),
              ("ScrapeSucceeded", "ResultDelivered")]

@@ -203,18 +203,18 @@ def ledger_of(settings: Settings, jobs: dict[str, float], most: int = 20) -> str
     its ledger event types in order; then every ledger partition's records read and watermarks."""
     from confluent_kafka import TopicPartition
 
-    import ledger as L
+    import ledger
     from replay import read_to_end
     from replay._reader import consumer
-    from scrapeledger import topics as T
+    from scrapeledger import topics
     from scrapeledger.partitioner import partition_for
 
-    topic = settings.topic(T.LEDGER)
+    topic = settings.topic(topics.LEDGER)
     history: dict[str, list[str]] = {j: [] for j in jobs}
     per_partition: dict[int, int] = {}
     for msg in read_to_end(settings, topic):
         per_partition[msg.partition()] = per_partition.get(msg.partition(), 0) + 1
-        event = L.decode_event(msg.value())
+        event = ledger.decode_event(msg.value())
         if event.job_id in history:
             history[event.job_id].append(f"{event.TYPE}@p{msg.partition()}")
     lines = [f"{j} (key -> p{partition_for(j, settings.partitions)}, accepted at {jobs[j]:.1f} s): "

@@ -18,35 +18,36 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import ledger as L
+import ledger
 from bench.e2e import broker
 from replay import read_to_end, rebuild
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
 
 
-def job_events(job: str) -> list[L.Event]:
+def job_events(job: str) -> list[ledger.Event]:
     url = f"http://example.org/{job}"
-    out: list[L.Event] = [
-        L.JobSubmitted(job_id=job, event_id=f"{job}/submitted", at=1.0, source="edge-0", url=url),
-        L.JobValidated(job_id=job, event_id=f"{job}/validated", at=1.1, source="v", attempt=1, url=url),
+    out: list[ledger.Event] = [
+        ledger.JobSubmitted(job_id=job, event_id=f"{job}/submitted", at=1.0, source="edge-0", url=url),
+        ledger.JobValidated(job_id=job, event_id=f"{job}/validated", at=1.1, source="v", attempt=1, url=url),
     ]
     attempt = 1
     if hash(job) % 5 == 0:
         out += [
-            L.AttemptFailed(job_id=job, event_id=L.outcome_id(job, 1), at=1.2, source="s", attempt=1,
+            ledger.AttemptFailed(job_id=job, event_id=ledger.outcome_id(job, 1), at=1.2, source="s",
+                                 attempt=1,
                             code="http_503", message="busy", retryable=True, http_status=503),
-            L.RetryScheduled(job_id=job, event_id=L.retry_id(job, 2), at=1.2, source="s", attempt=2,
+            ledger.RetryScheduled(job_id=job, event_id=ledger.retry_id(job, 2), at=1.2, source="s", attempt=2,
                              url=url, not_before=1.7),
         ]
         attempt = 2
     out += [
-        L.ScrapeSucceeded(job_id=job, event_id=L.outcome_id(job, attempt), at=2.0, source="s",
+        ledger.ScrapeSucceeded(job_id=job, event_id=ledger.outcome_id(job, attempt), at=2.0, source="s",
                           attempt=attempt, url=url, final_url=url, http_status=200,
                           headers={"content-type": "text/html"}, elapsed_ms=12.0, body_bytes=47000,
                           body_partition=0, body_offset=1),
-        L.ResultDelivered(job_id=job, event_id=f"{job}/d", at=2.1, source="edge-0", pod="edge-0"),
+        ledger.ResultDelivered(job_id=job, event_id=f"{job}/d", at=2.1, source="edge-0", pod="edge-0"),
     ]
     return out
 
@@ -57,18 +58,18 @@ def main() -> None:
     args = ap.parse_args()
     with broker() as bootstrap:
         settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"rb-{uuid.uuid4().hex[:8]}-")
-        T.ensure_topics(settings)
+        topics.ensure_topics(settings)
         producer = make_producer(settings, **{"linger.ms": 50})
         n = 0
         while n < args.events:
-            job = L.new_job_id()
+            job = ledger.new_job_id()
             for e in job_events(job):
-                producer.produce(settings.topic(T.LEDGER), key=job, value=L.encode_event(e))
+                producer.produce(settings.topic(topics.LEDGER), key=job, value=ledger.encode_event(e))
                 n += 1
             producer.poll(0)
         producer.flush(120)
         t0 = time.perf_counter()
-        read = sum(1 for _ in read_to_end(settings, settings.topic(T.LEDGER)))
+        read = sum(1 for _ in read_to_end(settings, settings.topic(topics.LEDGER)))
         bare = time.perf_counter() - t0
         result = rebuild(settings)
     print(f"ledger of {read} events, {result.jobs} jobs")

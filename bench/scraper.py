@@ -23,10 +23,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import ledger as L
+import ledger
 from bench.e2e import broker
 from replay import read_to_end
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
 from tests.support.stack import Stack, start_pages
@@ -55,15 +55,16 @@ def main() -> None:
     with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp, start_pages() as pages:
         settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"bs-{uuid.uuid4().hex[:8]}-",
                             state_dir=f"{tmp}/state")
-        T.ensure_topics(settings)
+        topics.ensure_topics(settings)
         urls = [f"{pages}/slow?ms={args.delay_ms}&n={i}" for i in range(args.jobs)]
         base_s = asyncio.run(baseline(urls, args.concurrency))
         producer = make_producer(settings)
         for url in urls:
-            job = L.new_job_id()
-            event = L.JobValidated(job_id=job, event_id=f"{job}/validated", at=L.now(), source="bench",
+            job = ledger.new_job_id()
+            event = ledger.JobValidated(job_id=job, event_id=f"{job}/validated", at=ledger.now(),
+                                        source="bench",
                                    attempt=1, url=url)
-            producer.produce(settings.topic(T.LEDGER), key=job, value=L.encode_event(event))
+            producer.produce(settings.topic(topics.LEDGER), key=job, value=ledger.encode_event(event))
         producer.flush(60)
         stack = Stack(settings, Path(tmp), env={
             "SCRAPER_CONCURRENCY": str(args.concurrency), "SCRAPER_PER_HOST": str(args.concurrency),
@@ -75,8 +76,8 @@ def main() -> None:
             deadline = time.monotonic() + 300
             while len(outcomes) < args.jobs and time.monotonic() < deadline:
                 outcomes = [
-                    ev.at for m in read_to_end(settings, settings.topic(T.LEDGER))
-                    if (ev := L.decode_event(m.value())).TYPE == "ScrapeSucceeded"
+                    ev.at for m in read_to_end(settings, settings.topic(topics.LEDGER))
+                    if (ev := ledger.decode_event(m.value())).TYPE == "ScrapeSucceeded"
                 ]
             wall = time.perf_counter() - started
         finally:

@@ -22,8 +22,8 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer, SerializationContext, Serializer
 from quixstreams.models.topics import Topic
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config, make_producer, producer_config
 from scrapeledger.clusters import attach
 from scrapeledger.errors import BrokerOutageError, ScrapeledgerError
@@ -125,7 +125,7 @@ class Processor:
         commit_interval: float | None = None,
         commit_every: int = 0,
         stateful: bool = False,
-        salvage: Callable[[L.Event], list[L.Event]] | None = None,
+        salvage: Callable[[ledger.Event], list[ledger.Event]] | None = None,
     ) -> None:
         """``salvage`` turns an event this processor gave up on into events that keep what the
         job cannot do without (the materializer keeps the client's pod of a ``JobSubmitted``).
@@ -144,18 +144,18 @@ class Processor:
         # and readiness must answer "not ready" rather than refuse connections
         self.health = HealthServer(settings.metrics_port_for(name), self.assigned, name,
                                    settings.metrics_host)
-        T.wait_for_broker(settings)
+        topics.wait_for_broker(settings)
         # which cluster, and whether it is ours to create topics on (the default address); not
         # retried: a refusal is an answer, and attach() waits for the broker by itself
         attach(settings, name)
-        self.specs = {s.name: s for s in T.topic_specs(settings)}
+        self.specs = {s.name: s for s in topics.topic_specs(settings)}
 
         def start_up() -> tuple[CrashLog, tuple[int, dict[str, str]]]:
             # a broker that has just come up answers metadata before its partitions have
             # leaders (NOT_LEADER_FOR_PARTITION): every start-up read is retried as a whole
-            admin = T.admin_client(settings)
-            T.ensure_topics(settings, admin=admin)
-            return read_crash_log(settings, name), T.replication(settings, admin)
+            admin = topics.admin_client(settings)
+            topics.ensure_topics(settings, admin=admin)
+            return read_crash_log(settings, name), topics.replication(settings, admin)
 
         self.crashes, (self._rf, self._rf_config) = retry(settings, f"{name} start-up", start_up)
 
@@ -299,7 +299,7 @@ class Processor:
                         self.name, exc)
             return False
         key = row.key if isinstance(row.key, str) else None
-        if row.topic != self.settings.topic(T.LEDGER) or not key:
+        if row.topic != self.settings.topic(topics.LEDGER) or not key:
             log.error("%s failed processing a record of %s: %r", self.name, row.topic, exc)
             return False
         where = (self.name, row.partition, row.offset)
@@ -311,9 +311,9 @@ class Processor:
             self.name, row.partition, row.offset, job_ref(key), failures, limit, exc,
         )
         marker = f"{key}/{self.name}/p{row.partition}o{row.offset}"
-        common: dict[str, Any] = {"job_id": key, "at": L.now(), "source": self.settings.pod_name}
-        events: list[L.Event] = [
-            L.ProcessingFailed(
+        common: dict[str, Any] = {"job_id": key, "at": ledger.now(), "source": self.settings.pod_name}
+        events: list[ledger.Event] = [
+            ledger.ProcessingFailed(
                 **common, event_id=f"{marker}/f{failures}", processor=self.name,
                 partition=row.partition, offset=row.offset, failures=failures, error=repr(exc)[:500],
             )
@@ -321,12 +321,12 @@ class Processor:
         give_up = failures >= limit
         if give_up and self.salvage is not None:
             try:
-                events.extend(self.salvage(L.decode_event(row.value)))
+                events.extend(self.salvage(ledger.decode_event(row.value)))
             except Exception as salvage_error:  # the record may be what is broken
                 log.warning("nothing salvaged from the failed record: %r", salvage_error)
         if give_up:
             events.append(
-                L.JobDeadLettered(
+                ledger.JobDeadLettered(
                     **common, event_id=f"{marker}/dead", code="processing_error",
                     message=f"{self.name} failed {failures} times on this job's ledger record "
                     f"{row.partition}/{row.offset}: {exc!r}"[:1000],
@@ -339,7 +339,7 @@ class Processor:
             return False
         return give_up
 
-    def _write_now(self, events: list[L.Event]) -> None:
+    def _write_now(self, events: list[ledger.Event]) -> None:
         """Produce ``events`` to the ledger (dead letters to the DLQ first) and wait for acks."""
         producer = make_producer(self.settings)
         errors: list[str] = []
@@ -349,11 +349,11 @@ class Processor:
                 errors.append(str(err))
 
         for event in events:
-            raw = L.encode_event(event)
-            if isinstance(event, L.JobDeadLettered):
-                producer.produce(self.settings.topic(T.DLQ), raw, event.job_id, on_delivery=on_delivery)
+            raw = ledger.encode_event(event)
+            if isinstance(event, ledger.JobDeadLettered):
+                producer.produce(self.settings.topic(topics.DLQ), raw, event.job_id, on_delivery=on_delivery)
                 producer.flush(30)
-            producer.produce(self.settings.topic(T.LEDGER), raw, event.job_id, on_delivery=on_delivery)
+            producer.produce(self.settings.topic(topics.LEDGER), raw, event.job_id, on_delivery=on_delivery)
         left = producer.flush(30)
         if left or errors:
             raise ScrapeledgerError(f"{left} unsent, errors: {errors}")

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
 
-import ledger as L
+import ledger
 from replay import committed_offsets, consumer, partitions_of
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS
 from scrapeledger.errors import EventError
 from scrapeledger.settings import Settings
@@ -36,7 +36,8 @@ class CancelWatch:
     """Calls ``on_cancel`` (from its own thread) for every ``JobCancelled`` written to the
     ledger from the scraper group's committed offsets on, until :meth:`close`."""
 
-    def __init__(self, settings: Settings, group: str, on_cancel: Callable[[L.JobCancelled], None]) -> None:
+    def __init__(self, settings: Settings, group: str, on_cancel: Callable[[ledger.JobCancelled],
+                                                                           None]) -> None:
         self.settings = settings
         self.group = group
         self.on_cancel = on_cancel
@@ -52,7 +53,7 @@ class CancelWatch:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        topic = self.settings.topic(T.LEDGER)
+        topic = self.settings.topic(topics.LEDGER)
         c = consumer(self.settings, **{"fetch.wait.max.ms": IDLE_FETCH_WAIT_MS})
         try:
             start = committed_offsets(self.settings, self.group, topic)
@@ -66,13 +67,13 @@ class CancelWatch:
                 if msg is None or msg.error() is not None:
                     continue
                 raw = msg.value()
-                if not L.may_be(raw, (L.JobCancelled,)):
+                if not ledger.may_be(raw, (ledger.JobCancelled,)):
                     continue
                 try:
-                    event = L.decode_event(raw)
+                    event = ledger.decode_event(raw)
                 except EventError:
                     continue
-                if isinstance(event, L.JobCancelled):
+                if isinstance(event, ledger.JobCancelled):
                     self.seen += 1
                     self.on_cancel(event)
         except Exception:

@@ -22,9 +22,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-import ledger as L
+import ledger
 from replay import committed_offsets, read_to_end
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.errors import EventError
 from scrapeledger.settings import Settings
 
@@ -40,7 +40,8 @@ FINISHED_KEPT = 100_000
 """Finished attempts remembered (oldest forgotten first): replayed triggers arrive within seconds
 of their outcome, and the bound keeps a long-running scraper's memory flat."""
 
-_RELEVANT = (L.AttemptStarted, L.ProcessingFailed, L.RetryScheduled, L.JobCancelled, *L.OUTCOMES)
+_RELEVANT = (ledger.AttemptStarted, ledger.ProcessingFailed, ledger.RetryScheduled, ledger.JobCancelled,
+             *ledger.OUTCOMES)
 
 
 @dataclass
@@ -60,25 +61,25 @@ class CrashLog:
     def is_cancelled(self, job_id: str) -> bool:
         return job_id in self.cancelled
 
-    def add(self, event: L.Event) -> None:
+    def add(self, event: ledger.Event) -> None:
         key = (event.job_id, event.attempt)
-        if isinstance(event, L.JobCancelled):
+        if isinstance(event, ledger.JobCancelled):
             self.cancelled[event.job_id] = None
             if len(self.cancelled) > FINISHED_KEPT:
                 del self.cancelled[next(iter(self.cancelled))]
-        elif isinstance(event, L.AttemptStarted):
+        elif isinstance(event, ledger.AttemptStarted):
             self.starts[key] += 1
             if event.solo:
                 self.solo_starts[key] += 1
-        elif isinstance(event, L.ProcessingFailed):
+        elif isinstance(event, ledger.ProcessingFailed):
             where = (event.processor, event.partition, event.offset)
             self.failures[where] = max(self.failures[where], event.failures)
-        elif isinstance(event, L.RetryScheduled):
+        elif isinstance(event, ledger.RetryScheduled):
             # written after the attempt's AttemptFailed by the same idempotent producer to the
             # same partition: seeing it means attempt n-1's whole outcome is durable
-            if event.event_id == L.retry_id(event.job_id, event.attempt):
+            if event.event_id == ledger.retry_id(event.job_id, event.attempt):
                 self._finish((event.job_id, event.attempt - 1))
-        elif L.is_outcome(event) and not isinstance(event, L.AttemptFailed):
+        elif ledger.is_outcome(event) and not isinstance(event, ledger.AttemptFailed):
             self._finish(key)  # a terminal outcome is a single event
 
     def _finish(self, key: tuple[str, int]) -> None:
@@ -106,17 +107,17 @@ class CrashLog:
 
 def read_crash_log(settings: Settings, processor: str) -> CrashLog:
     """Read the ledger from ``processor``'s committed offsets to the end into a :class:`CrashLog`."""
-    topic = settings.topic(T.LEDGER)
+    topic = settings.topic(topics.LEDGER)
     crashes = CrashLog()
     start = committed_offsets(settings, settings.group(processor), topic)
     records = 0
     for msg in read_to_end(settings, topic, start=start):
         records += 1
         raw = msg.value()
-        if not L.may_be(raw, _RELEVANT):
+        if not ledger.may_be(raw, _RELEVANT):
             continue
         try:
-            crashes.add(L.decode_event(raw))
+            crashes.add(ledger.decode_event(raw))
         except EventError:
             continue
     if crashes.unfinished or crashes.failures:

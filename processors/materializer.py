@@ -17,9 +17,8 @@ from typing import Any
 import orjson
 from quixstreams.sinks import BaseSink
 
-import ledger as L
-from scrapeledger import faults
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import faults, topics
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError, EventError
 from scrapeledger.observability import EVENTS, JOB_SECONDS, JOBS_FINISHED, POISON
@@ -41,19 +40,19 @@ def poison_record(raw: bytes | None, key: str | None, reason: str, source: str) 
             "key": key,
             "reason": reason,
             "source": source,
-            "at": L.now(),
+            "at": ledger.now(),
             "raw": (raw or b"").decode("utf-8", "backslashreplace"),
         }
     )
 
 
-def delivery_record(state: L.JobState) -> bytes:
+def delivery_record(state: ledger.JobState) -> bytes:
     """The notice an edge needs for its result frame: not the request (headers, proxy, sealed
     credentials), which the edge never uses and the deliveries topic need not hold."""
     return dataclasses.replace(state, headers={}, proxy=None, sealed=None).to_json()
 
 
-def reply_record(state: L.JobState, event: L.Event) -> bytes:
+def reply_record(state: ledger.JobState, event: ledger.Event) -> bytes:
     """A notice answering one request event (a keyed submit, a cancel) to the pod that wrote it:
     the job's state after the event, and which event it answers (``reply_to``), so the edge can
     tell "new job" from "already submitted", "conflicting URL", "cancelled" or "too late" with the
@@ -62,9 +61,9 @@ def reply_record(state: L.JobState, event: L.Event) -> bytes:
     return orjson.dumps({**bare.to_dict(), "reply_to": event.event_id})
 
 
-def wants_reply(event: L.Event) -> bool:
-    return isinstance(event, L.JobCancelled) or (
-        isinstance(event, L.JobSubmitted) and event.idempotency_digest is not None
+def wants_reply(event: ledger.Event) -> bool:
+    return isinstance(event, ledger.JobCancelled) or (
+        isinstance(event, ledger.JobSubmitted) and event.idempotency_digest is not None
     )
 
 
@@ -74,30 +73,31 @@ def materialize_step(
     """One ledger record in; new state, deliveries and poison notices out. Never raises on input."""
     EVENTS.labels("state").inc()
     try:
-        event = L.decode_event(raw)
+        event = ledger.decode_event(raw)
     except EventError as exc:
         POISON.labels("state").inc()
         log.warning("poison ledger record (key %s) sent to DLQ: %s", job_ref(key), exc)
-        return [Out(T.DLQ, key or "", poison_record(raw, key, str(exc), pod))]
+        return [Out(topics.DLQ, key or "", poison_record(raw, key, str(exc), pod))]
     if key != event.job_id:
         reason = f"record key {key!r} differs from job_id {event.job_id!r}"
         log.warning("poison ledger record sent to DLQ: key %s differs from job_id %s",
                     job_ref(key), job_ref(event.job_id))
-        return [Out(T.DLQ, key or "", poison_record(raw, key, reason, pod))]
-    if fault_spec and isinstance(event, L.JobSubmitted):
+        return [Out(topics.DLQ, key or "", poison_record(raw, key, reason, pod))]
+    if fault_spec and isinstance(event, ledger.JobSubmitted):
         faults.check(fault_spec, "state", event.url)
     stored = state.get(STATE_KEY)
-    before = L.JobState.from_dict(stored) if stored is not None else None
-    if before is None and isinstance(event, L.ClientAttached):
+    before = ledger.JobState.from_dict(stored) if stored is not None else None
+    if before is None and isinstance(event, ledger.ClientAttached):
         # A resume of an id the ledger never saw (ids are issued only after JobSubmitted is
         # durable, in the same partition, so none can come later): answer it, keep no state.
         log.info("resume of unknown job %s from %s", job_ref(event.job_id), event.pod)
-        return [Out(T.DELIVERIES, event.pod, L.JobState(job_id=event.job_id).to_json())]
-    if before is None and isinstance(event, L.JobCancelled):
+        return [Out(topics.DELIVERIES, event.pod, ledger.JobState(job_id=event.job_id).to_json())]
+    if before is None and isinstance(event, ledger.JobCancelled):
         log.info("cancel of unknown job %s from %s", job_ref(event.job_id), event.source)
-        return [Out(T.DELIVERIES, event.source, reply_record(L.JobState(job_id=event.job_id), event))]
-    after = L.fold(before, event)
-    reply = [Out(T.DELIVERIES, event.source, reply_record(after, event))] if wants_reply(event) else []
+        return [Out(topics.DELIVERIES, event.source, reply_record(ledger.JobState(job_id=event.job_id),
+                                                                  event))]
+    after = ledger.fold(before, event)
+    reply = [Out(topics.DELIVERIES, event.source, reply_record(after, event))] if wants_reply(event) else []
     if after is before:
         return reply  # a duplicate or a too-late cancel: answered, nothing else changes
     data = after.to_dict()
@@ -105,29 +105,29 @@ def materialize_step(
     if after.status == "expired":
         # out of the replay window: the compacted topic forgets the job (tombstone); the store
         # keeps the small stub so a late resume hears "expired", not "unknown"
-        outs = [Out(T.JOB_STATE, event.job_id, None)]
+        outs = [Out(topics.JOB_STATE, event.job_id, None)]
     else:
-        outs = [Out(T.JOB_STATE, event.job_id, orjson.dumps(data))]
+        outs = [Out(topics.JOB_STATE, event.job_id, orjson.dumps(data))]
     if after.terminal and not (before is not None and before.terminal):
         JOBS_FINISHED.labels(after.status).inc()
         if after.submitted_at is not None and after.finished_at is not None:
             JOB_SECONDS.observe(max(0.0, after.finished_at - after.submitted_at))
-    due = L.deliveries_due(before, after, event)
+    due = ledger.deliveries_due(before, after, event)
     if due:
         notice = delivery_record(after)
-        outs.extend(Out(T.DELIVERIES, p, notice) for p in due)
+        outs.extend(Out(topics.DELIVERIES, p, notice) for p in due)
         log.debug("job %s %s; delivering to %s", job_ref(event.job_id), after.status, ", ".join(due))
     return outs + reply
 
 
-def salvage(event: L.Event) -> list[L.Event]:
+def salvage(event: ledger.Event) -> list[ledger.Event]:
     """What must survive a ledger record the materializer gave up on: the client's pod.
 
     Without its ``JobSubmitted`` the state would not know which edge holds the client, and the
     dead letter that ends the job would reach nobody; a ``ClientAttached`` keeps that route.
     """
-    if isinstance(event, L.JobSubmitted):
-        return [L.ClientAttached(job_id=event.job_id, event_id=f"{event.event_id}/salvaged",
+    if isinstance(event, ledger.JobSubmitted):
+        return [ledger.ClientAttached(job_id=event.job_id, event_id=f"{event.event_id}/salvaged",
                                  at=event.at, source=event.source, pod=event.source)]
     return []
 
@@ -169,7 +169,7 @@ class OutSink(BaseSink):
         self, value: Any, key: Any, timestamp: int, headers: Any, topic: str, partition: int, offset: int
     ) -> None:
         out: Out = value
-        if out.topic == T.JOB_STATE:
+        if out.topic == topics.JOB_STATE:
             self._states[out.key] = out.value
         else:
             self._produce(out.topic, out.key, out.value)
@@ -177,7 +177,7 @@ class OutSink(BaseSink):
     def flush(self) -> None:
         states, self._states = self._states, {}
         for key, value in states.items():
-            self._produce(T.JOB_STATE, key, value)
+            self._produce(topics.JOB_STATE, key, value)
         left = self._producer.flush(30)
         errors, self._errors = self._errors, []
         if left or errors:
@@ -188,9 +188,9 @@ def build(settings: Settings) -> Processor:
     pod, fault_spec = settings.pod_name, settings.faults
 
     def topology(proc: Processor) -> None:
-        for name in (T.JOB_STATE, T.DELIVERIES, T.DLQ):
+        for name in (topics.JOB_STATE, topics.DELIVERIES, topics.DLQ):
             proc.topic(name)
-        sdf = proc.app.dataframe(proc.topic(T.LEDGER))
+        sdf = proc.app.dataframe(proc.topic(topics.LEDGER))
         sdf = sdf.apply(
             lambda raw, key, ts, headers, state: materialize_step(raw, key, state, pod, fault_spec),
             stateful=True,

@@ -37,10 +37,9 @@ from confluent_kafka import KafkaException
 from quixstreams.sinks import BaseSink
 from w3lib.encoding import html_to_unicode
 
-import ledger as L
+import ledger
 from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff_delay
-from scrapeledger import faults
-from scrapeledger import topics as T
+from scrapeledger import faults, topics
 from scrapeledger.clients import AsyncProducer
 from scrapeledger.errors import BrokerError, CredentialsUnreadableError, EventError, ScrapeledgerError
 from scrapeledger.observability import ATTEMPTS, EVENTS, FETCH_SECONDS, IN_FLIGHT, REPLAYS_SKIPPED
@@ -48,7 +47,7 @@ from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault
 
-from . import formats as F
+from . import formats as output_formats
 from ._app import Processor
 from ._cancels import CancelWatch
 from ._crashes import FINISHED_KEPT, CrashLog, Plan
@@ -58,14 +57,15 @@ log = logging.getLogger(__name__)
 SINK_WINDOW_FACTOR = 4
 
 
-_WATCHED: tuple[type[L.Event], ...] = (
-    *L.SCRAPE_TRIGGERS, L.ScrapeSucceeded, L.JobFailed, L.JobDeadLettered, L.JobCancelled,
+_WATCHED: tuple[type[ledger.Event], ...] = (
+    *ledger.SCRAPE_TRIGGERS, ledger.ScrapeSucceeded, ledger.JobFailed, ledger.JobDeadLettered,
+    ledger.JobCancelled,
 )
 
 CANCELLED_CODE = "cancelled"
 
 
-def scrape_trigger(raw: bytes, crashes: CrashLog) -> L.FetchSpec | L.JobCancelled | None:
+def scrape_trigger(raw: bytes, crashes: CrashLog) -> ledger.FetchSpec | ledger.JobCancelled | None:
     """The fetch request (or cancel) in a ledger record, or None for records the scraper does
     not act on.
 
@@ -75,16 +75,16 @@ def scrape_trigger(raw: bytes, crashes: CrashLog) -> L.FetchSpec | L.JobCancelle
     which abandons the job's attempt in flight.
     """
     EVENTS.labels("scraper").inc()
-    if not L.may_be(raw, _WATCHED):
+    if not ledger.may_be(raw, _WATCHED):
         return None
     try:
-        event = L.decode_event(raw)
+        event = ledger.decode_event(raw)
     except EventError:
         return None  # the materializer dead-letters undecodable records
     crashes.add(event)
-    if isinstance(event, L.JobCancelled):
+    if isinstance(event, ledger.JobCancelled):
         return event
-    if isinstance(event, L.SCRAPE_TRIGGERS) and isinstance(event, L.FetchSpec):
+    if isinstance(event, ledger.SCRAPE_TRIGGERS) and isinstance(event, ledger.FetchSpec):
         return event
     return None
 
@@ -107,7 +107,7 @@ def stored_body(
     milliseconds per page (bench/formats.py), and html-to-markdown releases the GIL while it
     converts, so the loop's fetches go on meanwhile on the other core.
     """
-    outputs = F.render(
+    outputs = output_formats.render(
         text,
         formats,
         base_url=result.final_url,
@@ -115,35 +115,35 @@ def stored_body(
         http_status=result.http_status,
         content_language=result.headers.get("content-language", ""),
     )
-    return L.encode_outputs(outputs, limit=limit)
+    return ledger.encode_outputs(outputs, limit=limit)
 
 
 def outcome_events(
-    trigger: L.FetchSpec,
+    trigger: ledger.FetchSpec,
     result: FetchOk | FetchError,
     *,
     settings: Settings,
     body_ref: tuple[int, int] | None,
     body_inline: str | None,
     cut: bool = False,
-) -> list[L.Event]:
+) -> list[ledger.Event]:
     """The events that record one attempt's result. Pure apart from reading the clock for ``at``.
 
     ``cut``: the stored outputs document had to be cut to fit the bodies topic (``truncated``).
     """
     attempt = trigger.attempt
-    base = trigger.base if isinstance(trigger, L.RetryScheduled | L.JobRedriven) else 0
-    at = L.now()
+    base = trigger.base if isinstance(trigger, ledger.RetryScheduled | ledger.JobRedriven) else 0
+    at = ledger.now()
     common: dict[str, Any] = {
         "job_id": trigger.job_id,
-        "event_id": L.outcome_id(trigger.job_id, attempt),
+        "event_id": ledger.outcome_id(trigger.job_id, attempt),
         "at": at,
         "source": settings.pod_name,
         "attempt": attempt,
     }
     if isinstance(result, FetchOk):
         return [
-            L.ScrapeSucceeded(
+            ledger.ScrapeSucceeded(
                 **common,
                 url=trigger.url,
                 final_url=result.final_url,
@@ -161,20 +161,20 @@ def outcome_events(
     if result.code == CANCELLED_CODE:
         # the job is already terminal (cancelled); this only closes the attempt in the ledger
         return [
-            L.AttemptFailed(
+            ledger.AttemptFailed(
                 **common, code=result.code, message=result.message, retryable=False,
                 http_status=result.http_status,
             )
         ]
     if not result.retryable:
         return [
-            L.JobFailed(
+            ledger.JobFailed(
                 **common, code=result.code, message=result.message, http_status=result.http_status
             )
         ]
     if attempt - base >= settings.scraper_max_attempts:
         return [
-            L.JobDeadLettered(
+            ledger.JobDeadLettered(
                 **common,
                 code=result.code,
                 message=f"{result.message} (after {attempt - base} attempts)",
@@ -187,16 +187,16 @@ def outcome_events(
         retry_after_s=result.retry_after_s,
     )
     return [
-        L.AttemptFailed(
+        ledger.AttemptFailed(
             **common,
             code=result.code,
             message=result.message,
             retryable=True,
             http_status=result.http_status,
         ),
-        L.RetryScheduled(
+        ledger.RetryScheduled(
             job_id=trigger.job_id,
-            event_id=L.retry_id(trigger.job_id, attempt + 1),
+            event_id=ledger.retry_id(trigger.job_id, attempt + 1),
             at=at,
             source=settings.pod_name,
             attempt=attempt + 1,
@@ -257,7 +257,7 @@ class FetchSink(BaseSink):
         self._watch = CancelWatch(self.settings, self.settings.group("scraper"), self._heard)
         self._watch.start()
 
-    def _heard(self, event: L.JobCancelled) -> None:
+    def _heard(self, event: ledger.JobCancelled) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._abandon, event.job_id)
@@ -292,10 +292,10 @@ class FetchSink(BaseSink):
         if self._loop is None:
             self.setup()
         assert self._loop is not None
-        if isinstance(value, L.JobCancelled):
+        if isinstance(value, ledger.JobCancelled):
             self._loop.call_soon_threadsafe(self._abandon, value.job_id)
             return
-        trigger: L.FetchSpec = value
+        trigger: ledger.FetchSpec = value
         plan = self.crashes.plan(
             trigger.job_id, trigger.attempt, max_crashes=self.settings.scraper_max_crashes
         )
@@ -345,7 +345,7 @@ class FetchSink(BaseSink):
     def _body_limit(self) -> int:
         """The largest stored body: the bodies topic's record limit less half a MiB of headroom
         for the record's own overhead (topics.py sizes it at max body + 1 MiB)."""
-        return self.settings.scraper_max_body_bytes + T.MiB // 2
+        return self.settings.scraper_max_body_bytes + topics.MiB // 2
 
     # --- one attempt -------------------------------------------------------------------------
 
@@ -360,7 +360,7 @@ class FetchSink(BaseSink):
     def _is_cancelled(self, job_id: str) -> bool:
         return job_id in self._cancelled or self.crashes.is_cancelled(job_id)
 
-    async def _attempt(self, trigger: L.FetchSpec, plan: Plan) -> None:
+    async def _attempt(self, trigger: ledger.FetchSpec, plan: Plan) -> None:
         if plan == "dead":
             await self._record_crashed(trigger)
             return
@@ -386,27 +386,28 @@ class FetchSink(BaseSink):
             await self._record(trigger, result)
 
     async def _run(
-        self, trigger: L.FetchSpec, plan: Plan, started: list[bool]
+        self, trigger: ledger.FetchSpec, plan: Plan, started: list[bool]
     ) -> FetchOk | FetchError | None:
         """Wait out the back-off, record the start, fetch; None if the job was cancelled before
         anything started. A cancel cancels this task (see :meth:`_abandon`)."""
         assert self._fetcher is not None and self._producer is not None
         if self._is_cancelled(trigger.job_id):
             return None
-        if isinstance(trigger, L.RetryScheduled):
+        if isinstance(trigger, ledger.RetryScheduled):
             wait = trigger.not_before - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
         if self._is_cancelled(trigger.job_id):
             return None
         # durable before the fetch: if the fetch takes the process down, the count survives it
-        started_event = L.AttemptStarted(
-            job_id=trigger.job_id, event_id=L.new_event_id(), at=L.now(), source=self.settings.pod_name,
+        started_event = ledger.AttemptStarted(
+            job_id=trigger.job_id, event_id=ledger.new_event_id(), at=ledger.now(),
+            source=self.settings.pod_name,
             attempt=trigger.attempt, solo=plan == "solo",
         )
         started.append(True)  # from here on an abandoned attempt records an outcome
         await self._producer.produce(
-            self.settings.topic(T.LEDGER), trigger.job_id, L.encode_event(started_event)
+            self.settings.topic(topics.LEDGER), trigger.job_id, ledger.encode_event(started_event)
         )
         began = time.perf_counter()
         IN_FLIGHT.inc()
@@ -418,7 +419,7 @@ class FetchSink(BaseSink):
         ATTEMPTS.labels("ok" if isinstance(result, FetchOk) else result.code).inc()
         return result
 
-    async def _fetch(self, trigger: L.FetchSpec) -> FetchOk | FetchError:
+    async def _fetch(self, trigger: ledger.FetchSpec) -> FetchOk | FetchError:
         assert self._fetcher is not None
         try:
             headers, proxy = self.vault.open(trigger.job_id, trigger.headers, trigger.proxy, trigger.sealed)
@@ -436,24 +437,25 @@ class FetchSink(BaseSink):
             log.exception("job %s attempt %d: the fetch raised", job_ref(trigger.job_id), trigger.attempt)
             return FetchError(code="scraper_error", message=repr(exc)[:500], retryable=False)
 
-    async def _record_crashed(self, trigger: L.FetchSpec) -> None:
+    async def _record_crashed(self, trigger: ledger.FetchSpec) -> None:
         """Dead-letter an attempt that kept killing the scraper (DLQ copy first, then the ledger)."""
         assert self._producer is not None
         key = (trigger.job_id, trigger.attempt)
-        event = L.JobDeadLettered(
-            job_id=trigger.job_id, event_id=L.outcome_id(trigger.job_id, trigger.attempt), at=L.now(),
+        event = ledger.JobDeadLettered(
+            job_id=trigger.job_id, event_id=ledger.outcome_id(trigger.job_id, trigger.attempt),
+            at=ledger.now(),
             source=self.settings.pod_name, attempt=trigger.attempt, code="scraper_crashed",
             message=f"attempt {trigger.attempt} was in flight at {self.crashes.starts[key]} scraper "
             f"process deaths, {self.crashes.solo_starts[key]} of them running alone",
         )
-        raw = L.encode_event(event)
-        await self._producer.produce(self.settings.topic(T.DLQ), trigger.job_id, raw)
-        await self._producer.produce(self.settings.topic(T.LEDGER), trigger.job_id, raw)
+        raw = ledger.encode_event(event)
+        await self._producer.produce(self.settings.topic(topics.DLQ), trigger.job_id, raw)
+        await self._producer.produce(self.settings.topic(topics.LEDGER), trigger.job_id, raw)
         ATTEMPTS.labels("scraper_crashed").inc()
         log.warning("job %s attempt %d dead-lettered: %s", job_ref(trigger.job_id), trigger.attempt,
                     event.message)
 
-    async def _record(self, trigger: L.FetchSpec, result: FetchOk | FetchError) -> None:
+    async def _record(self, trigger: ledger.FetchSpec, result: FetchOk | FetchError) -> None:
         """Write the body (if any) and the attempt's events; return once Kafka acknowledged them."""
         assert self._producer is not None
         settings = self.settings
@@ -462,7 +464,7 @@ class FetchSink(BaseSink):
         cut = False
         if isinstance(result, FetchOk):
             text = decode_text(result.body, result.headers)
-            if trigger.formats == L.DEFAULT_FORMATS:
+            if trigger.formats == ledger.DEFAULT_FORMATS:
                 stored, size = text, len(result.body)
             else:
                 loop = asyncio.get_running_loop()
@@ -474,20 +476,20 @@ class FetchSink(BaseSink):
                 body_inline = stored
             else:
                 msg = await self._producer.produce(
-                    settings.topic(T.BODIES), trigger.job_id, stored.encode()
+                    settings.topic(topics.BODIES), trigger.job_id, stored.encode()
                 )
                 body_ref = (msg.partition(), msg.offset())
         events = outcome_events(
             trigger, result, settings=settings, body_ref=body_ref, body_inline=body_inline, cut=cut
         )
-        ledger_topic = settings.topic(T.LEDGER)
+        ledger_topic = settings.topic(topics.LEDGER)
         for e in events:  # the DLQ copy first: a durable ledger outcome implies its copy exists
-            if isinstance(e, L.JobDeadLettered):
-                await self._producer.produce(settings.topic(T.DLQ), e.job_id, L.encode_event(e))
+            if isinstance(e, ledger.JobDeadLettered):
+                await self._producer.produce(settings.topic(topics.DLQ), e.job_id, ledger.encode_event(e))
         # one producer, one partition, idempotent: acknowledged in order, so a durable
         # RetryScheduled implies its AttemptFailed (the crash log relies on it)
         await asyncio.gather(
-            *(self._producer.produce(ledger_topic, e.job_id, L.encode_event(e)) for e in events)
+            *(self._producer.produce(ledger_topic, e.job_id, ledger.encode_event(e)) for e in events)
         )
         last = events[-1]
         # one line per job at INFO costs ~13 % of the stack's CPU per job: successes are DEBUG
@@ -496,7 +498,7 @@ class FetchSink(BaseSink):
                 _describe(last, result))
 
 
-def _describe(event: L.Event, result: FetchOk | FetchError) -> str:
+def _describe(event: ledger.Event, result: FetchOk | FetchError) -> str:
     if isinstance(result, FetchOk):
         return f"{event.TYPE} {result.http_status} {len(result.body)} bytes"
     return f"{event.TYPE} {result.code}"
@@ -513,7 +515,7 @@ def build(settings: Settings) -> tuple[Processor, FetchSink]:
     sink = FetchSink(settings, crashes)
 
     def topology(proc: Processor) -> None:
-        sdf = proc.app.dataframe(proc.topic(T.LEDGER))
+        sdf = proc.app.dataframe(proc.topic(topics.LEDGER))
         sdf = sdf.apply(lambda raw: scrape_trigger(raw, crashes)).filter(lambda trigger: trigger is not None)
         sdf.sink(sink)
 

@@ -21,10 +21,9 @@ import re
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import ledger as L
+import ledger
 from processors.fetch import AddressGuard, Rejection, parse_proxy, validate_url
-from scrapeledger import faults
-from scrapeledger import topics as T
+from scrapeledger import faults, topics
 from scrapeledger.errors import CredentialsUnreadableError, EventError
 from scrapeledger.observability import EVENTS, POISON
 from scrapeledger.redact import job_ref
@@ -59,7 +58,7 @@ def check_header(name: str, value: str) -> None:
 
 
 def check_request(
-    event: L.FetchSpec, *, allow_private: bool, trusted_proxies: frozenset[str] = frozenset()
+    event: ledger.FetchSpec, *, allow_private: bool, trusted_proxies: frozenset[str] = frozenset()
 ) -> str:
     """Validate a job's request; return the normalized URL or raise :class:`Rejection`.
 
@@ -92,14 +91,14 @@ def check_request(
 def check_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
     """The requested output formats, deduplicated in canonical order; unknown or none at all is
     ``invalid_options`` (the scraper would otherwise have to guess what the client meant)."""
-    known = ", ".join(L.FORMATS)
+    known = ", ".join(ledger.FORMATS)
     if not formats:
         raise Rejection("invalid_options", f"formats must name at least one of: {known}")
-    unknown = sorted({f for f in formats if f not in L.FORMATS})
+    unknown = sorted({f for f in formats if f not in ledger.FORMATS})
     if unknown:
         names = ", ".join(repr(f[:40]) for f in unknown[:5])
         raise Rejection("invalid_options", f"unknown format {names}: formats are any of {known}")
-    return tuple(f for f in L.FORMATS if f in formats)
+    return tuple(f for f in ledger.FORMATS if f in formats)
 
 
 def trusted_proxies(settings: Settings) -> frozenset[str]:
@@ -129,15 +128,15 @@ def validate_step(
     and also when a record carries credentials in clear (written before sealing existed).
     ``state`` is the job's state store (needed for keyed submits: the first one wins)."""
     EVENTS.labels("validator").inc()
-    if not L.may_be(raw, (L.JobSubmitted,)):
+    if not ledger.may_be(raw, (ledger.JobSubmitted,)):
         return []
     try:
-        event = L.decode_event(raw)
+        event = ledger.decode_event(raw)
     except EventError as exc:
         POISON.labels("validator").inc()
         log.warning("skipping undecodable ledger record: %s", exc)
         return []
-    if not isinstance(event, L.JobSubmitted):
+    if not isinstance(event, ledger.JobSubmitted):
         return []
     if event.idempotency_digest is not None and state is not None:
         if state.get(SUBMITTED_KEY):
@@ -145,7 +144,8 @@ def validate_step(
             return []
         state.set(SUBMITTED_KEY, True)
     faults.check(settings.faults, "validator", event.url)
-    common: dict[str, Any] = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated", "at": L.now(),
+    common: dict[str, Any] = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated",
+                              "at": ledger.now(),
               "source": settings.pod_name}
     try:
         try:
@@ -160,14 +160,14 @@ def validate_step(
         request = vault.seal(event.job_id, headers, proxy)
     except Rejection as rej:
         log.info("job %s rejected: %s (%s)", job_ref(event.job_id), rej.code, rej.message)
-        out: L.Event = L.JobRejected(**common, code=rej.code, message=rej.message)
+        out: ledger.Event = ledger.JobRejected(**common, code=rej.code, message=rej.message)
     else:
         log.debug("job %s validated", job_ref(event.job_id))
-        out = L.JobValidated(
+        out = ledger.JobValidated(
             **common, attempt=1, url=url, headers=request.headers, timeout_s=event.timeout_s,
             proxy=request.proxy, sealed=request.sealed, formats=formats,
         )
-    return [Out(T.LEDGER, event.job_id, L.encode_event(out))]
+    return [Out(topics.LEDGER, event.job_id, ledger.encode_event(out))]
 
 
 def build(settings: Settings) -> Processor:
@@ -175,7 +175,7 @@ def build(settings: Settings) -> Processor:
     vault = Vault.from_settings(settings)
 
     def topology(proc: Processor) -> None:
-        sdf = proc.app.dataframe(proc.topic(T.LEDGER))
+        sdf = proc.app.dataframe(proc.topic(topics.LEDGER))
         sdf = sdf.apply(
             lambda raw, state: validate_step(raw, settings, vault, trusted, state), stateful=True,
             expand=True,

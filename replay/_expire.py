@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError
 from scrapeledger.settings import Settings
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def expire(settings: Settings, *, now: float | None = None) -> list[str]:
     """Append ``JobExpired`` for every finished job past the replay window; return their ids."""
-    cutoff = (L.now() if now is None else now) - settings.replay_window_s
+    cutoff = (ledger.now() if now is None else now) - settings.replay_window_s
     latest = latest_states(settings)
     due = [
         s for s in latest.values()
@@ -36,9 +36,9 @@ def expire(settings: Settings, *, now: float | None = None) -> list[str]:
         return []
     producer = make_producer(settings)
     for s in due:
-        event = L.JobExpired(job_id=s.job_id, event_id=f"{s.job_id}/expired", at=L.now(),
+        event = ledger.JobExpired(job_id=s.job_id, event_id=f"{s.job_id}/expired", at=ledger.now(),
                              source=f"expiry@{settings.pod_name}")
-        producer.produce(settings.topic(T.LEDGER), key=s.job_id, value=L.encode_event(event))
+        producer.produce(settings.topic(topics.LEDGER), key=s.job_id, value=ledger.encode_event(event))
     if producer.flush(60):
         raise BrokerError("expiry events were not all acknowledged")
     log.info("expired %d jobs finished before the replay window", len(due))

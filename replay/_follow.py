@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from confluent_kafka import KafkaException, TopicPartition
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS
 from scrapeledger.errors import BrokerUnavailableError, EventError
 from scrapeledger.partitioner import partition_for
@@ -29,10 +29,10 @@ a job with no event by then is unknown (ids are issued only once their submit is
 
 def follow(
     settings: Settings, job_id: str, stop: threading.Event, *, poll_s: float = 0.5
-) -> Iterator[tuple[int, L.Event] | None]:
+) -> Iterator[tuple[int, ledger.Event] | None]:
     """``(offset, event)`` for each event of ``job_id``, from the first one on and then as they
     are written, until ``stop`` is set; :data:`CAUGHT_UP` once in between (see there)."""
-    topic = settings.topic(T.LEDGER)
+    topic = settings.topic(topics.LEDGER)
     c = consumer(settings, **{"fetch.wait.max.ms": IDLE_FETCH_WAIT_MS})
     try:
         partition = partition_for(job_id, len(partitions_of(c, topic)))
@@ -65,8 +65,8 @@ def follow(
         c.close()
 
 
-def _decoded(raw: bytes | None) -> L.Event | None:
+def _decoded(raw: bytes | None) -> ledger.Event | None:
     try:
-        return L.decode_event(raw)
+        return ledger.decode_event(raw)
     except EventError:
         return None

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.errors import EventError, UnknownJobError
 from scrapeledger.settings import Settings
 
 from ._reader import job_partition, read_to_end
 
 
-def history(settings: Settings, job_id: str) -> list[L.Event]:
+def history(settings: Settings, job_id: str) -> list[ledger.Event]:
     """Every ledger event of ``job_id``, in ledger order. Raises :class:`UnknownJobError`."""
-    topic = settings.topic(T.LEDGER)
+    topic = settings.topic(topics.LEDGER)
     partition = job_partition(settings, topic, job_id)
     key = job_id.encode()
-    events: list[L.Event] = []
+    events: list[ledger.Event] = []
     for msg in read_to_end(settings, topic, partitions=[partition]):
         if msg.key() != key:
             continue
         try:
-            events.append(L.decode_event(msg.value()))
+            events.append(ledger.decode_event(msg.value()))
         except EventError:
             continue  # poison records are in the DLQ; a history shows the job's events
     if not events:
@@ -28,23 +28,23 @@ def history(settings: Settings, job_id: str) -> list[L.Event]:
     return events
 
 
-def latest_states(settings: Settings) -> dict[str, L.JobState | None]:
+def latest_states(settings: Settings) -> dict[str, ledger.JobState | None]:
     """Every job's latest record in ``job-state`` (None where the last one is a tombstone)."""
-    latest: dict[str, L.JobState | None] = {}
-    for msg in read_to_end(settings, settings.topic(T.JOB_STATE)):
+    latest: dict[str, ledger.JobState | None] = {}
+    for msg in read_to_end(settings, settings.topic(topics.JOB_STATE)):
         value = msg.value()
-        latest[msg.key().decode()] = None if value is None else L.JobState.from_json(value)
+        latest[msg.key().decode()] = None if value is None else ledger.JobState.from_json(value)
     return latest
 
 
-def current_state(settings: Settings, job_id: str) -> L.JobState | None:
+def current_state(settings: Settings, job_id: str) -> ledger.JobState | None:
     """The job's latest state in the compacted ``job-state`` topic (None if absent or removed)."""
-    topic = settings.topic(T.JOB_STATE)
+    topic = settings.topic(topics.JOB_STATE)
     partition = job_partition(settings, topic, job_id)
     key = job_id.encode()
-    latest: L.JobState | None = None
+    latest: ledger.JobState | None = None
     for msg in read_to_end(settings, topic, partitions=[partition]):
         if msg.key() == key:
             value = msg.value()
-            latest = None if value is None else L.JobState.from_json(value)
+            latest = None if value is None else ledger.JobState.from_json(value)
     return latest

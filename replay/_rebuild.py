@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError, EventError
 from scrapeledger.settings import Settings
@@ -34,7 +34,7 @@ class RebuildResult:
     written: int
     unchanged: int
     seconds: float
-    states: dict[str, L.JobState]
+    states: dict[str, ledger.JobState]
     changes: tuple[Change, ...] = ()
     """Every job whose state was (or, dry run, would be) written, in ledger order."""
 
@@ -48,20 +48,20 @@ def fold_ledger(
     *,
     on_total: Callable[[int], None] | None = None,
     on_event: Callable[[], None] | None = None,
-) -> tuple[dict[str, L.JobState], int, int]:
+) -> tuple[dict[str, ledger.JobState], int, int]:
     """Fold the whole ledger (up to now): ``(states, events, poison records)``."""
-    states: dict[str, L.JobState] = {}
+    states: dict[str, ledger.JobState] = {}
     events = poison = 0
-    for msg in read_to_end(settings, settings.topic(T.LEDGER), on_total=on_total):
+    for msg in read_to_end(settings, settings.topic(topics.LEDGER), on_total=on_total):
         if on_event is not None:
             on_event()
         try:
-            event = L.decode_event(msg.value())
+            event = ledger.decode_event(msg.value())
         except EventError:
             poison += 1
             continue
         events += 1
-        states[event.job_id] = L.fold(states.get(event.job_id), event)
+        states[event.job_id] = ledger.fold(states.get(event.job_id), event)
     return states, events, poison
 
 
@@ -84,7 +84,7 @@ def rebuild(
     written = unchanged = 0
     changes: list[Change] = []
     producer = make_producer(settings, **{"linger.ms": 20})
-    topic = settings.topic(T.JOB_STATE)
+    topic = settings.topic(topics.JOB_STATE)
     for job_id, state in states.items():
         have = current.get(job_id)
         if state.status == "unknown":

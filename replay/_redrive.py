@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError, CredentialsUnreadableError
 from scrapeledger.settings import Settings
@@ -22,11 +22,11 @@ def select(
     until: float | None = None,
     codes: Iterable[str] = (),
     statuses: Iterable[str] = ("dead_lettered", "failed"),
-) -> list[L.JobState]:
+) -> list[ledger.JobState]:
     """Jobs eligible for a redrive, from the ledger itself (not a possibly stale state copy)."""
     wanted_ids = set(job_ids)
     wanted_codes = set(codes)
-    wanted_status = set(statuses) & L.REDRIVABLE
+    wanted_status = set(statuses) & ledger.REDRIVABLE
     states, _, _ = fold_ledger(settings)
     picked = []
     for state in states.values():
@@ -46,8 +46,8 @@ def select(
 
 
 def redrive_events(
-    states: Iterable[L.JobState], *, source: str, reason: str, vault: Vault
-) -> list[L.JobRedriven]:
+    states: Iterable[ledger.JobState], *, source: str, reason: str, vault: Vault
+) -> list[ledger.JobRedriven]:
     """One ``JobRedriven`` per job: the attempt numbering continues, the attempt budget restarts.
 
     The job's credentials go along sealed again under the newest key, so a job redriven after a
@@ -58,10 +58,10 @@ def redrive_events(
     for s in states:
         request = vault.reseal(s.job_id, s.headers, s.proxy, s.sealed)
         events.append(
-            L.JobRedriven(
+            ledger.JobRedriven(
                 job_id=s.job_id,
-                event_id=L.new_event_id(),
-                at=L.now(),
+                event_id=ledger.new_event_id(),
+                at=ledger.now(),
                 source=source,
                 attempt=s.attempts + 1,
                 base=s.attempts,
@@ -77,7 +77,7 @@ def redrive_events(
     return events
 
 
-def unreadable(states: Iterable[L.JobState], vault: Vault) -> list[L.JobState]:
+def unreadable(states: Iterable[ledger.JobState], vault: Vault) -> list[ledger.JobState]:
     """Jobs whose sealed credentials no configured key opens: a redrive would only fail again."""
     bad = []
     for s in states:
@@ -88,10 +88,10 @@ def unreadable(states: Iterable[L.JobState], vault: Vault) -> list[L.JobState]:
     return bad
 
 
-def redrive(settings: Settings, events: list[L.JobRedriven]) -> None:
+def redrive(settings: Settings, events: list[ledger.JobRedriven]) -> None:
     """Append the redrive events to the ledger (acks=all)."""
     producer = make_producer(settings)
     for e in events:
-        producer.produce(settings.topic(T.LEDGER), key=e.job_id, value=L.encode_event(e))
+        producer.produce(settings.topic(topics.LEDGER), key=e.job_id, value=ledger.encode_event(e))
     if producer.flush(60):
         raise BrokerError("redrive events were not all acknowledged")

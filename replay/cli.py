@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.clusters import attach
 from scrapeledger.errors import EventError, ScrapeledgerError, UnknownJobError
 from scrapeledger.redact import job_ref, url_ref
@@ -67,10 +67,10 @@ def _parse_time(value: str | None) -> float | None:
     return parsed.timestamp()
 
 
-def _details(event: L.Event) -> str:
+def _details(event: ledger.Event) -> str:
     """One line of an event's payload for people: no headers, no credentials (only that there
     are some), URLs without query strings or user info (``--json`` has the whole event)."""
-    payload = L.event_to_dict(event)["payload"]
+    payload = ledger.event_to_dict(event)["payload"]
     keep = {k: v for k, v in payload.items() if v not in (None, {}, "") and k != "headers"}
     if "sealed" in keep:
         keep["sealed"] = "yes"
@@ -99,9 +99,9 @@ def history_cmd(
         raise _fail(exc) from None
     if as_json:
         for e in events:
-            sys.stdout.write(orjson.dumps(L.event_to_dict(e)).decode() + "\n")
+            sys.stdout.write(orjson.dumps(ledger.event_to_dict(e)).decode() + "\n")
         return
-    state = L.fold_all(events)[job_id]
+    state = ledger.fold_all(events)[job_id]
     # a job id is the capability to read the job's result: the human view names it by prefix
     title = f"job {job_ref(job_id)}: {state.status} after {state.attempts} attempt(s)"
     columns = ("at (UTC)", "event", "attempt", "source", "details")
@@ -206,10 +206,10 @@ def tail_cmd(
     """Follow the ledger live."""
     settings = _settings()
     types = set(event_type or ())
-    unknown = types - set(L.EVENT_TYPES)
+    unknown = types - set(ledger.EVENT_TYPES)
     if unknown:
         raise typer.BadParameter(f"unknown event type(s): {', '.join(sorted(unknown))}")
-    topic = settings.topic(T.LEDGER)
+    topic = settings.topic(topics.LEDGER)
     c = consumer(settings)
     stop = False
 
@@ -233,7 +233,7 @@ def tail_cmd(
             if msg is None or msg.error() is not None:
                 continue
             try:
-                event = L.decode_event(msg.value())
+                event = ledger.decode_event(msg.value())
             except EventError as exc:
                 err.print(f"[red]poison[/red] {topic}[{msg.partition()}]@{msg.offset()}: {exc}")
                 continue
@@ -241,7 +241,7 @@ def tail_cmd(
                 continue
             seen += 1
             if as_json:
-                sys.stdout.write(orjson.dumps(L.event_to_dict(event)).decode() + "\n")
+                sys.stdout.write(orjson.dumps(ledger.event_to_dict(event)).decode() + "\n")
             else:
                 sys.stdout.write(
                     f"{_when(event.at)} {job_ref(event.job_id)} {event.TYPE} a{event.attempt} "

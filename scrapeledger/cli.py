@@ -113,28 +113,28 @@ def edge(
 @app.command()
 def validator() -> None:
     """Run the validator processor."""
-    from processors import validator as v
+    from processors import validator as processor
 
     _logging()
-    v.main(_settings())
+    processor.main(_settings())
 
 
 @app.command()
 def scraper() -> None:
     """Run the scraper processor."""
-    from processors import scraper as s
+    from processors import scraper as processor
 
     _logging()
-    s.main(_settings())
+    processor.main(_settings())
 
 
 @app.command()
 def state() -> None:
     """Run the state materializer."""
-    from processors import materializer as m
+    from processors import materializer as processor
 
     _logging()
-    m.main(_settings())
+    processor.main(_settings())
 
 
 @app.command()

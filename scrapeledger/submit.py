@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import orjson
 
-import ledger as L
+import ledger
 from ws_edge import Client, EdgeUnreachableError, JobSpec, UnauthorizedError
 from ws_edge._batch import CLIENT_STATUSES, Item, Outcome, Resume, run_batch
 
@@ -139,7 +139,7 @@ def summary(outcomes: Sequence[Outcome], elapsed_s: float) -> str:
     status that occurred (``expired``, ``error``...): the four main ones always, others if > 0."""
     counts = Counter(str(o.get("status")) for o in outcomes)
     others = sorted(s for s in counts if s not in _MAIN_STATUSES)
-    known = [*sorted(L.TERMINAL - set(_MAIN_STATUSES)), *CLIENT_STATUSES]
+    known = [*sorted(ledger.TERMINAL - set(_MAIN_STATUSES)), *CLIENT_STATUSES]
     others.sort(key=lambda s: (known.index(s) if s in known else len(known), s))
     parts = [f"{counts[s]} {s}" for s in (*_MAIN_STATUSES, *others)]
     return f"{len(outcomes)} jobs in {elapsed_s:.1f} s: " + ", ".join(parts)

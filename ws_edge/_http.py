@@ -24,7 +24,7 @@ import orjson
 import tornado.iostream
 import tornado.web
 
-import ledger as L
+import ledger
 import replay
 from scrapeledger.errors import BrokerError, ProtocolError, ScrapeledgerError, UnknownJobError
 
@@ -42,7 +42,7 @@ MAX_WAIT_S = 60.0
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1024 * 1024
 KEEPALIVE_S = 15.0
-NOT_STREAMED = (L.ClientAttached, L.ResultDelivered)
+NOT_STREAMED = (ledger.ClientAttached, ledger.ResultDelivered)
 """Readers' bookkeeping, not transitions of the job: left out of the SSE stream."""
 
 
@@ -75,7 +75,7 @@ class Reads:
     async def run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
 
-    async def events(self, job_id: str, owner: str | None = None) -> list[L.Event]:
+    async def events(self, job_id: str, owner: str | None = None) -> list[ledger.Event]:
         """The job's ledger events (404 ``unknown_job`` if it was never submitted: a resume or a
         cancel of an unknown id leaves an event, not a job). ``owner`` (API keys on): another
         owner's job is unknown too, with the very same answer."""
@@ -85,7 +85,7 @@ class Reads:
             raise unknown(job_id) from None
         except BrokerError as exc:
             raise unavailable(exc) from None
-        first = next((e for e in events if isinstance(e, L.JobSubmitted)), None)
+        first = next((e for e in events if isinstance(e, ledger.JobSubmitted)), None)
         if first is None or (owner is not None and first.owner != owner):
             raise unknown(job_id)
         return events
@@ -101,13 +101,13 @@ class Reads:
             raise BrokerError(exc.message) from None
         return True
 
-    async def state(self, job_id: str, owner: str | None = None) -> tuple[L.JobState, str | None]:
+    async def state(self, job_id: str, owner: str | None = None) -> tuple[ledger.JobState, str | None]:
         """The job's state folded from its events, exactly as the ledger has it now, and its
         page body when it succeeded."""
-        state = L.fold_all(await self.events(job_id, owner))[job_id]
+        state = ledger.fold_all(await self.events(job_id, owner))[job_id]
         return state, await self.body(state)
 
-    async def body(self, state: L.JobState) -> str | None:
+    async def body(self, state: ledger.JobState) -> str | None:
         if state.status != "succeeded":
             return None
         return await self.run(lambda: body_of(self.edge.settings, state, self.stop))
@@ -117,7 +117,7 @@ class Reads:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def job_view(state: L.JobState, html: str | None) -> dict[str, Any]:
+def job_view(state: ledger.JobState, html: str | None) -> dict[str, Any]:
     """``GET /v1/jobs/{id}``: the job's state and, once it is finished, its result with the
     fields of the WebSocket ``result`` frame (whatever that frame carries)."""
     result = None
@@ -190,7 +190,7 @@ class ApiHandler(tornado.web.RequestHandler):
             super().log_exception(typ, value, tb)
 
     def job_id(self, raw: str) -> str:
-        if not L.is_valid_job_id(raw):
+        if not ledger.is_valid_job_id(raw):
             raise unknown(raw)  # an id that cannot exist is unknown, like any other
         return raw
 
@@ -390,7 +390,7 @@ class Events(ApiHandler):
         except ApiError as exc:
             self.fail(exc)
             return
-        self.answer(200, {"job_id": job_id, "events": [L.event_to_dict(e) for e in events]})
+        self.answer(200, {"job_id": job_id, "events": [ledger.event_to_dict(e) for e in events]})
 
 
 class Stream(ApiHandler):
@@ -432,7 +432,7 @@ class Stream(ApiHandler):
 
     async def _stream(self, job_id: str, last: int) -> None:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[int, L.Event] | Exception | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[int, ledger.Event] | Exception | None] = asyncio.Queue()
         stop = self._stop
 
         def pump() -> None:
@@ -443,7 +443,7 @@ class Stream(ApiHandler):
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
 
         threading.Thread(target=pump, name=f"edge-stream-{job_id[:8]}", daemon=True).start()
-        state: L.JobState | None = None
+        state: ledger.JobState | None = None
         foreign = False
         while True:
             try:
@@ -460,7 +460,7 @@ class Stream(ApiHandler):
                     raise unknown(job_id)
                 continue
             offset, event = item
-            after = L.fold(state, event)
+            after = ledger.fold(state, event)
             changed, state = after is not state, after
             if state.submitted_at is None:
                 continue  # a resume or cancel of the id before anyone submitted it: no job yet
@@ -471,7 +471,7 @@ class Stream(ApiHandler):
             if not self._started:
                 self._begin()
             if changed and offset > last and not isinstance(event, NOT_STREAMED):
-                self._send(offset, "transition", L.event_to_dict(event))
+                self._send(offset, "transition", ledger.event_to_dict(event))
             if state.terminal:
                 html = await self.reads.body(state)
                 frame = orjson.loads(result_frame(state, html))

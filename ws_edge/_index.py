@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import ledger as L
+import ledger
 from scrapeledger.errors import ScrapeledgerError
 
 ACTIVE = "active"
@@ -61,7 +61,7 @@ class JobSummary:
     owner: str | None
 
     @classmethod
-    def of(cls, state: L.JobState) -> JobSummary:
+    def of(cls, state: ledger.JobState) -> JobSummary:
         submitted = state.submitted_at if state.submitted_at is not None else state.updated_at or 0.0
         return cls(
             job_id=state.job_id,
@@ -85,7 +85,7 @@ class JobSummary:
 
     @property
     def terminal(self) -> bool:
-        return self.status in L.TERMINAL
+        return self.status in ledger.TERMINAL
 
     def to_dict(self) -> dict[str, Any]:
         duration = None if self.finished_at is None else max(0.0, self.finished_at - self.submitted_at)
@@ -152,7 +152,7 @@ class RecentJobs:
 
     # --- feeding ---------------------------------------------------------------------------------
 
-    def apply(self, states: Iterable[L.JobState | tuple[str, None]]) -> None:
+    def apply(self, states: Iterable[ledger.JobState | tuple[str, None]]) -> None:
         """Take new states (in the topic's order per job); ``(job_id, None)`` is a tombstone."""
         with self.lock:
             for item in states:
@@ -274,7 +274,7 @@ class RecentJobs:
             "bucket_s": BUCKET_S,
             "buckets": buckets,
             "counts": by_status,
-            "in_flight": sum(n for s, n in by_status.items() if s not in L.TERMINAL),
+            "in_flight": sum(n for s, n in by_status.items() if s not in ledger.TERMINAL),
             "indexed": indexed,
             "capacity": self.capacity,
             "version": version,

@@ -21,8 +21,8 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config
 from scrapeledger.errors import BrokerError, MalformedEventError
 from scrapeledger.settings import Settings
@@ -67,7 +67,7 @@ class IndexFeed:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        topic = self.settings.topic(T.JOB_STATE)
+        topic = self.settings.topic(topics.JOB_STATE)
         consumer = Consumer(
             {
                 "bootstrap.servers": self.settings.bootstrap_servers,
@@ -88,7 +88,7 @@ class IndexFeed:
                 self._caught_up.set()
             while not self._stop.is_set():
                 batch = consumer.consume(num_messages=1000, timeout=0.5)
-                states: list[L.JobState | tuple[str, None]] = []
+                states: list[ledger.JobState | tuple[str, None]] = []
                 for msg in batch:
                     item = _state(msg)
                     if item is not None:
@@ -136,7 +136,7 @@ class IndexFeed:
                 time.sleep(0.5)  # back-off between metadata retries while the topic gets a leader
 
 
-def _state(msg: Message) -> L.JobState | tuple[str, None] | None:
+def _state(msg: Message) -> ledger.JobState | tuple[str, None] | None:
     if msg.error() is not None:
         if msg.error().code() != KafkaError._PARTITION_EOF:
             log.warning("job-state: %s", msg.error())
@@ -148,7 +148,7 @@ def _state(msg: Message) -> L.JobState | tuple[str, None] | None:
     if value is None:
         return (key.decode(), None)
     try:
-        return L.JobState.from_json(value)
+        return ledger.JobState.from_json(value)
     except MalformedEventError as exc:
         log.warning("bad job-state record skipped: %s", exc)
         return None

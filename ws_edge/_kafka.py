@@ -22,8 +22,8 @@ from collections.abc import Callable
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS, KAFKA_LOG, AsyncProducer, fetch_config
 from scrapeledger.errors import BrokerError, MalformedEventError
 from scrapeledger.outage import Outage
@@ -33,10 +33,10 @@ from scrapeledger.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Delivery = tuple[L.JobState, str | None]
+Delivery = tuple[ledger.JobState, str | None]
 """A terminal (or unknown) job state and its page body, if it has one."""
 
-Reply = tuple[str, L.JobState, str | None]
+Reply = tuple[str, ledger.JobState, str | None]
 """The materializer's answer to one request event (``reply_to``): the state after it, and the
 page body when that state is a finished job's."""
 
@@ -68,7 +68,7 @@ class EdgeKafka:
         self._failed: Exception | None = None
         self._threads: list[threading.Thread] = []
         self.partition = partition_for(settings.pod_name, settings.delivery_partitions)
-        self._replays: queue.SimpleQueue[L.JobState] = queue.SimpleQueue()
+        self._replays: queue.SimpleQueue[ledger.JobState] = queue.SimpleQueue()
         self._outage = Outage(settings, f"edge {settings.pod_name} deliveries")
         self.foreign_notices = 0
         """Notices read from this pod's partition that belonged to another pod."""
@@ -106,19 +106,20 @@ class EdgeKafka:
 
     # --- producing -------------------------------------------------------------------------
 
-    async def append(self, event: L.Event) -> None:
+    async def append(self, event: ledger.Event) -> None:
         """Write one event to the ledger; return once the broker acknowledged it (acks=all)."""
-        await self._producer.produce(self.settings.topic(T.LEDGER), event.job_id, L.encode_event(event))
+        await self._producer.produce(self.settings.topic(topics.LEDGER), event.job_id,
+                                     ledger.encode_event(event))
 
-    def append_nowait(self, event: L.Event) -> None:
+    def append_nowait(self, event: ledger.Event) -> None:
         """Fire-and-forget ledger write, for records whose loss only costs a duplicate later."""
-        if not self._background.produce_nowait(self.settings.topic(T.LEDGER), event.job_id,
-                                               L.encode_event(event)):
+        if not self._background.produce_nowait(self.settings.topic(topics.LEDGER), event.job_id,
+                                               ledger.encode_event(event)):
             log.warning("producer queue full; dropped %s for job %s", event.TYPE, job_ref(event.job_id))
 
     # --- deliveries ------------------------------------------------------------------------
 
-    def replay(self, state: L.JobState) -> None:
+    def replay(self, state: ledger.JobState) -> None:
         """Deliver a state again (a repeated resume), its body read by reference like a notice's."""
         self._replays.put(state)
 
@@ -148,7 +149,7 @@ class EdgeKafka:
 
     def _read(self) -> None:
         settings = self.settings
-        topic = settings.topic(T.DELIVERIES)
+        topic = settings.topic(topics.DELIVERIES)
         deliveries = self._consumer("deliveries")
         bodies = self._consumer("bodies", 5)
         try:
@@ -200,7 +201,7 @@ class EdgeKafka:
                 log.warning("deliveries partition not readable yet (%s); retrying", exc)
                 time.sleep(0.5)
 
-    def _notice(self, msg: Message) -> tuple[L.JobState, str | None] | None:
+    def _notice(self, msg: Message) -> tuple[ledger.JobState, str | None] | None:
         if msg.error() is not None:
             if msg.error().code() != KafkaError._PARTITION_EOF:
                 # a lost broker: logged once per back-off step, and past the outage limit the
@@ -218,7 +219,7 @@ class EdgeKafka:
             if not isinstance(data, dict):
                 raise MalformedEventError("a notice is a JSON object")
             reply_to = data.pop("reply_to", None)
-            return L.JobState.from_dict(data), reply_to if isinstance(reply_to, str) else None
+            return ledger.JobState.from_dict(data), reply_to if isinstance(reply_to, str) else None
         except (MalformedEventError, orjson.JSONDecodeError) as exc:
             log.warning("bad delivery notice skipped: %s", exc)
             return None
@@ -227,7 +228,7 @@ class EdgeKafka:
         """The wanted bodies; those the broker could not serve (it is away) are read again
         until it is back, so a result never goes out without its page. Only a body below the
         partition's low watermark (past the replay window) is given up as expired."""
-        topic = self.settings.topic(T.BODIES)
+        topic = self.settings.topic(topics.BODIES)
         found = read_bodies(bodies, topic, wanted, self._stop)
         outage = Outage(self.settings, f"edge {self.settings.pod_name} bodies")
         while not self._stop.is_set():
@@ -261,7 +262,7 @@ class EdgeKafka:
         if deliveries:
             loop.call_soon_threadsafe(self._on_deliveries, deliveries)
 
-    def _with_bodies(self, bodies: Consumer, states: list[L.JobState]) -> list[Delivery]:
+    def _with_bodies(self, bodies: Consumer, states: list[ledger.JobState]) -> list[Delivery]:
         wanted: dict[int, set[int]] = {}
         for s in states:
             r = s.result
@@ -282,7 +283,7 @@ class EdgeKafka:
         return out
 
 
-def body_of(settings: Settings, state: L.JobState, stop: threading.Event) -> str | None:
+def body_of(settings: Settings, state: ledger.JobState, stop: threading.Event) -> str | None:
     """A finished job's page body, read on its own (one request's read: the HTTP API's)."""
     r = state.result
     if r is None:
@@ -303,7 +304,8 @@ def body_of(settings: Settings, state: L.JobState, stop: threading.Event) -> str
         }
     )
     try:
-        found = read_bodies(consumer, settings.topic(T.BODIES), {r.body_partition: {r.body_offset}}, stop)
+        found = read_bodies(consumer, settings.topic(topics.BODIES), {r.body_partition: {r.body_offset}},
+                            stop)
     finally:
         consumer.close()
     body = found.get((r.body_partition, r.body_offset))

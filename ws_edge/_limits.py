@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-import ledger as L
+import ledger
 
 Clock = Callable[[], float]
 
@@ -196,7 +196,7 @@ class SendBudget:
 @dataclass
 class _Attached:
     expires: float
-    state: L.JobState | None = None
+    state: ledger.JobState | None = None
     delivered: bool = False
 
 
@@ -244,13 +244,13 @@ class AttachWindow:
         """The attach could not be recorded: the next resume must try again."""
         self._jobs.pop(job_id, None)
 
-    def answer(self, job_id: str) -> L.JobState | None:
+    def answer(self, job_id: str) -> ledger.JobState | None:
         """The last answer this pod got for the job within the window, if any."""
         self._expire()
         entry = self._jobs.get(job_id)
         return None if entry is None else entry.state
 
-    def answered(self, state: L.JobState, *, new: bool = True) -> None:
+    def answered(self, state: ledger.JobState, *, new: bool = True) -> None:
         """Keep an answer routed to this pod (the latest wins); ``new=False`` only updates a
         job already remembered (an expiry notice for a job this pod has forgotten is dropped)."""
         self._expire()

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-import ledger as L
+import ledger
 from scrapeledger.errors import ProtocolError
 
 MAX_URL_CHARS = 8192
@@ -33,7 +33,7 @@ class JobRequest:
     timeout_s: float | None = None
     proxy: str | None = None
     ref: Any = None
-    formats: tuple[str, ...] = L.DEFAULT_FORMATS
+    formats: tuple[str, ...] = ledger.DEFAULT_FORMATS
     idempotency_key: str | None = None
 
 
@@ -78,7 +78,7 @@ def _request(frame: dict[str, Any], ref: str | float | None) -> Request:
         return parse_job(frame.get("message"), ref)
     if event in ("resume", "cancel"):
         job_id = frame.get("job_id")
-        if not L.is_valid_job_id(job_id):
+        if not ledger.is_valid_job_id(job_id):
             raise ProtocolError("invalid_job_id", "'job_id' is not a job id")
         assert isinstance(job_id, str)
         if event == "cancel":
@@ -145,7 +145,7 @@ def _formats(value: Any) -> tuple[str, ...]:
     """The shape only; which names exist is the validator's call (``invalid_options``), so the
     ledger records what was asked and why it was refused."""
     if value is None:
-        return L.DEFAULT_FORMATS
+        return ledger.DEFAULT_FORMATS
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
@@ -191,7 +191,7 @@ def unknown_job_frame(job_id: str, ref: Any = None) -> bytes:
     return orjson.dumps({"event": "unknown_job", "job_id": job_id, "ref": ref})
 
 
-def result_fields(state: L.JobState, body: str | None) -> dict[str, Any]:
+def result_fields(state: ledger.JobState, body: str | None) -> dict[str, Any]:
     """A terminal job's result as a JSON object: what the ``result`` frame carries (less
     ``event`` and ``ref``), for every front end that returns results.
 
@@ -214,7 +214,7 @@ def result_fields(state: L.JobState, body: str | None) -> dict[str, Any]:
             elapsed_ms=result.elapsed_ms,
             truncated=result.truncated,
         )
-        fields.update(L.decode_outputs(result.formats, body))
+        fields.update(ledger.decode_outputs(result.formats, body))
     else:
         error = state.error
         fields["error"] = (
@@ -225,7 +225,7 @@ def result_fields(state: L.JobState, body: str | None) -> dict[str, Any]:
     return fields
 
 
-def result_frame(state: L.JobState, body: str | None, ref: Any = None) -> bytes:
+def result_frame(state: ledger.JobState, body: str | None, ref: Any = None) -> bytes:
     """The ``result`` frame for a terminal job state (``body`` already fetched by reference)."""
     frame: dict[str, Any] = {"event": "result"}
     if ref is not None:

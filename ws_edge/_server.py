@@ -24,7 +24,7 @@ import tornado.netutil
 import tornado.web
 import tornado.websocket
 
-import ledger as L
+import ledger
 from scrapeledger.errors import BrokerError, ConfigError, ProtocolError, ScrapeledgerError
 from scrapeledger.observability import JOBS_SUBMITTED, RESULTS_SENT, WS_CONNECTIONS, render
 from scrapeledger.redact import job_ref, url_ref
@@ -81,7 +81,7 @@ class Submitted:
 
     job_id: str
     status: str
-    state: L.JobState | None = None
+    state: ledger.JobState | None = None
     html: str | None = None
 
 
@@ -248,8 +248,8 @@ class Edge:
     def job_id_for(req: JobRequest, owner: str | None = None) -> str:
         """The id a submit gets: derived from (owner, idempotency key), else new and random."""
         if req.idempotency_key is None:
-            return L.new_job_id()
-        return L.idempotent_job_id(owner, req.idempotency_key)
+            return ledger.new_job_id()
+        return ledger.idempotent_job_id(owner, req.idempotency_key)
 
     async def record_submit(
         self, req: JobRequest, *, owner: str | None = None, listener: Listener | None = None,
@@ -267,13 +267,13 @@ class Edge:
         key = req.idempotency_key
         job_id = job_id or self.job_id_for(req, owner)
         # a keyed job may be submitted again: each submit is its own request, with its own id
-        event_id = f"{job_id}/submitted" if key is None else f"{job_id}/submitted/{L.new_event_id()}"
+        event_id = f"{job_id}/submitted" if key is None else f"{job_id}/submitted/{ledger.new_event_id()}"
         # credentials never reach Kafka in clear: the ledger keeps this event forever
         request = self.vault.seal(job_id, req.headers, req.proxy)
-        event = L.JobSubmitted(
+        event = ledger.JobSubmitted(
             job_id=job_id,
             event_id=event_id,
-            at=L.now(),
+            at=ledger.now(),
             source=self.settings.pod_name,
             url=req.url,
             headers=request.headers,
@@ -282,7 +282,7 @@ class Edge:
             sealed=request.sealed,
             formats=req.formats,
             owner=owner,
-            idempotency_digest=None if key is None else L.key_digest(key),
+            idempotency_digest=None if key is None else ledger.key_digest(key),
         )
         if listener is not None:
             self.waiting[job_id][listener] = req.ref
@@ -356,10 +356,10 @@ class Edge:
             if answer is not None:
                 self._replay(answer)
             return  # else: the result is already routed to this pod
-        event = L.ClientAttached(
+        event = ledger.ClientAttached(
             job_id=job_id,
-            event_id=L.new_event_id(),
-            at=L.now(),
+            event_id=ledger.new_event_id(),
+            at=ledger.now(),
             source=self.settings.pod_name,
             pod=self.settings.pod_name,
         )
@@ -393,12 +393,12 @@ class Edge:
             log.error("resume of %s failed: %s", job_ref(req.job_id), exc)
             sock.send(error_frame("resume_failed", "the resume could not be recorded; retry", req.ref))
 
-    async def record_cancel(self, job_id: str, reason: str = "") -> L.JobState:
+    async def record_cancel(self, job_id: str, reason: str = "") -> ledger.JobState:
         """Write ``JobCancelled`` and return the job's state after it, as the materializer folded
         it: ``cancelled``, another terminal status (it had finished: the cancel changed nothing),
         or ``unknown``. Raises :class:`BrokerError` when the write or the answer fails."""
-        event = L.JobCancelled(
-            job_id=job_id, event_id=L.new_event_id(), at=L.now(), source=self.settings.pod_name,
+        event = ledger.JobCancelled(
+            job_id=job_id, event_id=ledger.new_event_id(), at=ledger.now(), source=self.settings.pod_name,
             reason=reason,
         )
         reply = self._expect_reply(event.event_id)
@@ -452,7 +452,7 @@ class Edge:
             if fut is not None and not fut.done():
                 fut.set_result((state, html))
 
-    def _replay(self, state: L.JobState) -> None:
+    def _replay(self, state: ledger.JobState) -> None:
         """Answer waiting sockets with a state this pod was sent before (a repeated resume)."""
         r = state.result
         if r is not None and r.body is None and r.body_partition is not None:
@@ -485,10 +485,10 @@ class Edge:
                 RESULTS_SENT.inc()
             if state.status != "unknown" and self.attached.delivered(state.job_id):
                 self.kafka.append_nowait(
-                    L.ResultDelivered(
+                    ledger.ResultDelivered(
                         job_id=state.job_id,
-                        event_id=L.new_event_id(),
-                        at=L.now(),
+                        event_id=ledger.new_event_id(),
+                        at=ledger.now(),
                         source=self.settings.pod_name,
                         pod=self.settings.pod_name,
                     )

@@ -19,7 +19,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-import ledger as L
+import ledger
 from replay import read_to_end
 from scrapeledger.topics import admin_client
 from tests.support.stack import Stack, eventually
@@ -71,7 +71,7 @@ def test_api_keys(stack: Stack, pages: str) -> None:
     wrong = httpx.Client(base_url=base, timeout=60, headers=bearer(secrets.token_urlsafe(24)))
     try:
         # --- no key, a wrong key: 401 with a stable code; the probes, the contract, the page stay open
-        some_id = L.new_job_id()
+        some_id = ledger.new_job_id()
         for client in (anon, wrong):
             for r in (client.post("/v1/jobs", json={"url": f"{pages}/page/1"}), client.get("/v1/jobs"),
                       client.get("/v1/stats"), client.get(f"/v1/jobs/{some_id}"),
@@ -100,7 +100,7 @@ def test_api_keys(stack: Stack, pages: str) -> None:
         done_id = r.json()["job_id"]
         assert a.get(f"/v1/jobs/{done_id}", params={"wait": 30}).json()["status"] == "succeeded"
         running_id = a.post("/v1/jobs", json={"url": f"{pages}/hang", "timeout_s": 60}).json()["job_id"]
-        unknown_id = L.new_job_id()
+        unknown_id = ledger.new_job_id()
         every = (("GET", ""), ("GET", "?wait=1"), ("GET", "/events"), ("GET", "/stream"), ("DELETE", ""))
         for job_id, endpoints in ((done_id, every[::2]), (running_id, every)):
             for method, path in endpoints:
@@ -122,7 +122,7 @@ def test_api_keys(stack: Stack, pages: str) -> None:
 
         asyncio.run(over_websocket())
         # B's cancels changed nothing; alice's own cancel works
-        assert a.get(f"/v1/jobs/{running_id}").json()["status"] not in L.TERMINAL
+        assert a.get(f"/v1/jobs/{running_id}").json()["status"] not in ledger.TERMINAL
         r = a.delete(f"/v1/jobs/{running_id}")
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
 

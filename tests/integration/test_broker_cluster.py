@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.broker import LocalCluster
 from scrapeledger.settings import Settings
 from tests.support.load import assert_pages, assert_same_processes, pids, scrape_through_a_fault
@@ -28,14 +28,14 @@ def test_three_nodes_replicate_every_topic_and_lose_one_without_losing_a_job(tmp
             bootstrap_servers=cluster.bootstrap, topic_prefix=f"rf{uuid.uuid4().hex[:8]}-",
             state_dir=str(tmp_path / "state"), partitions=3, delivery_partitions=4,
         )
-        T.ensure_topics(settings)
+        topics.ensure_topics(settings)
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
         meta = admin.list_topics(timeout=10)
         assert len(meta.brokers) == 3
-        for spec in T.topic_specs(settings):
+        for spec in topics.topic_specs(settings):
             name = settings.topic(spec.name)
             assert {len(p.replicas) for p in meta.topics[name].partitions.values()} == {3}, name
-            assert T.describe_topic_config(admin, name)["min.insync.replicas"] == "2", name
+            assert topics.describe_topic_config(admin, name)["min.insync.replicas"] == "2", name
 
         stack = Stack(settings, tmp_path)
         try:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-import ledger as L
+import ledger
 from replay import current_state
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.broker import LocalBroker, free_port
 from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
@@ -33,12 +33,12 @@ def test_a_processor_started_before_the_broker_waits_then_works(tmp_path: Path) 
         proc.wait_for(rf"waiting for Kafka at 127\.0\.0\.1:{port}", timeout=60)
         assert proc.popen.poll() is None, "the processor gave up instead of waiting"
         with LocalBroker(port=port, data_dir=tmp_path / "kafka") as broker:
-            _wait_for_topic(broker.bootstrap, settings.topic(T.LEDGER))
+            _wait_for_topic(broker.bootstrap, settings.topic(topics.LEDGER))
             proc.wait_for(r"Kafka at .* is up", timeout=60)
-            job = L.new_job_id()
+            job = ledger.new_job_id()
             producer = make_producer(settings)
-            producer.produce(settings.topic(T.LEDGER), key=job, value=L.encode_event(
-                L.JobSubmitted(job_id=job, event_id=f"{job}/submitted", at=1.0, source="t",
+            producer.produce(settings.topic(topics.LEDGER), key=job, value=ledger.encode_event(
+                ledger.JobSubmitted(job_id=job, event_id=f"{job}/submitted", at=1.0, source="t",
                                url="http://example.org/")))
             assert producer.flush(30) == 0
             deadline = time.monotonic() + 90

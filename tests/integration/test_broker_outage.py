@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.broker import LocalBroker
 from scrapeledger.settings import Settings
 from tests.support.load import assert_pages, assert_same_processes, pids, scrape_through_a_fault
@@ -74,7 +74,7 @@ def test_components_started_before_the_broker_work_once_it_comes(tmp_path: Path,
     settings = _settings(broker.bootstrap, tmp_path)
     if cluster == "restarted":
         broker.start()
-        T.ensure_topics(settings)
+        topics.ensure_topics(settings)
         broker.kill()
     stack = Stack(settings, tmp_path)
     with start_pages() as pages:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import ledger as L
+import ledger
 from tests.support.procs import http_get
 from tests.support.stack import Stack
 
@@ -55,7 +55,7 @@ def test_resume_finished_and_unknown_jobs(stack: Stack, pages: str) -> None:
         ws2 = await Raw.connect(other)  # another pod: the result is routed there by pod id
         await ws2.send({"event": "resume", "job_id": first["job_id"]})
         again = await ws2.recv()
-        await ws2.send({"event": "resume", "job_id": L.new_job_id()})
+        await ws2.send({"event": "resume", "job_id": ledger.new_job_id()})
         unknown = await ws2.recv()
         await ws2.close()
         return first, again, unknown

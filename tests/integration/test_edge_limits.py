@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 from tornado.websocket import websocket_connect
 
-import ledger as L
+import ledger
 from replay import history, latest_states, read_to_end, rebuild
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
 from scrapeledger.topics import ensure_topics
@@ -154,10 +154,10 @@ def test_accept_errors_are_logged_at_most_once_per_second(stack: Stack) -> None:
     assert asyncio.run(works()) == "bad_frame"  # accepting again once descriptors are back
 
 
-def ledger_events(settings: Settings, job_ids: set[str]) -> list[L.Event]:
+def ledger_events(settings: Settings, job_ids: set[str]) -> list[ledger.Event]:
     out = []
-    for msg in read_to_end(settings, settings.topic(T.LEDGER)):
-        event = L.decode_event(msg.value())
+    for msg in read_to_end(settings, settings.topic(topics.LEDGER)):
+        event = ledger.decode_event(msg.value())
         if event.job_id in job_ids:
             out.append(event)
     return out
@@ -166,7 +166,7 @@ def ledger_events(settings: Settings, job_ids: set[str]) -> list[L.Event]:
 def test_jobs_in_flight_and_resumes_per_second_per_connection(stack: Stack) -> None:
     url = stack.edge(EDGE_MAX_JOBS_PER_CONNECTION="3", EDGE_RESUMES_PER_S="0.2",
                      EDGE_RESUME_BURST="3")
-    unknown = [L.new_job_id() for _ in range(20)]
+    unknown = [ledger.new_job_id() for _ in range(20)]
 
     async def go() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         jobs = await Raw.connect(url)  # no processors: accepted jobs stay in flight
@@ -191,7 +191,7 @@ def test_jobs_in_flight_and_resumes_per_second_per_connection(stack: Stack) -> N
                for f in resume_frames)
     assert len({f["ref"] for f in resume_frames}) == len(resume_frames)
     attaches = [e for e in ledger_events(stack.settings, set(unknown))
-                if isinstance(e, L.ClientAttached)]
+                if isinstance(e, ledger.ClientAttached)]
     assert len(attaches) == 3  # the burst; a token takes 5 s to come back
 
 
@@ -232,7 +232,7 @@ def test_resume_spam_writes_one_attach_per_job_and_pod(stack: Stack, pages: str)
     spam = {"EDGE_RESUMES_PER_S": "10000", "EDGE_RESUME_BURST": "1000"}
     url_a = stack.edge("edge-a", **spam)
     url_b = stack.edge("edge-b", **spam)
-    never = L.new_job_id()
+    never = ledger.new_job_id()
 
     async def spam_resumes(url: str, job_id: str, times: int) -> dict[str, object]:
         ws = await Raw.connect(url)
@@ -258,28 +258,28 @@ def test_resume_spam_writes_one_attach_per_job_and_pod(stack: Stack, pages: str)
     assert all(a["event"] == "result" and a["html"] == first["html"] for a in answers[:4])
     assert unknown["event"] == "unknown_job" and answers[4]["event"] == "unknown_job"
 
-    def attaches() -> list[L.Event]:
+    def attaches() -> list[ledger.Event]:
         events = history(stack.settings, job_id)
-        return [e for e in events if isinstance(e, L.ClientAttached | L.ResultDelivered)]
+        return [e for e in events if isinstance(e, ledger.ClientAttached | ledger.ResultDelivered)]
 
     found = eventually(lambda: len(attaches()) >= 3 and attaches(), what="the attach records")
     kinds = sorted((type(e).__name__, e.pod) for e in found)  # type: ignore[attr-defined]
     # edge-a submitted the job (no attach needed); edge-b attached once; one delivery per pod
     assert kinds == [("ClientAttached", "edge-b"), ("ResultDelivered", "edge-a"),
                      ("ResultDelivered", "edge-b")], kinds
-    assert len([e for e in history(stack.settings, never) if isinstance(e, L.ClientAttached)]) == 1
+    assert len([e for e in history(stack.settings, never) if isinstance(e, ledger.ClientAttached)]) == 1
 
 
 def test_rebuild_keeps_no_state_for_a_resume_of_an_unknown_id(settings: Settings) -> None:
     ensure_topics(settings)
-    job_id = L.new_job_id()
-    attach = L.ClientAttached(job_id=job_id, event_id=L.new_event_id(), at=L.now(),
+    job_id = ledger.new_job_id()
+    attach = ledger.ClientAttached(job_id=job_id, event_id=ledger.new_event_id(), at=ledger.now(),
                               source="edge-x", pod="edge-x")
     producer = make_producer(settings)  # the service's partitioner: the keys land where its do
-    producer.produce(settings.topic(T.LEDGER), key=job_id, value=L.encode_event(attach))
+    producer.produce(settings.topic(topics.LEDGER), key=job_id, value=ledger.encode_event(attach))
     # and the state an older rebuild left for such an id
-    producer.produce(settings.topic(T.JOB_STATE), key=job_id,
-                     value=L.fold(None, attach).to_json())
+    producer.produce(settings.topic(topics.JOB_STATE), key=job_id,
+                     value=ledger.fold(None, attach).to_json())
     assert producer.flush(30) == 0
     rebuild(settings)
     assert latest_states(settings).get(job_id) is None

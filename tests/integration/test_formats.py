@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 
-import ledger as L
+import ledger
 from replay import history
-from tests.support import articles as A
+from tests.support import articles
 from tests.support.stack import Stack
 
 from .wsclient import Raw
@@ -38,20 +38,21 @@ def test_a_job_asking_for_every_format_gets_each_as_a_field(stack: Stack, pages:
 
     results = asyncio.run(go())
     ok, bad = results["all"], results["bad"]
-    page = A.article_html(7, kb=12, charset="windows-1252")
+    page = articles.article_html(7, kb=12, charset="windows-1252")
     assert ok["status"] == "succeeded" and ok["final_url"] == final
     assert ok["html"] == page
-    assert str(ok["markdown"]).startswith(f"# {A.TITLE}")
+    assert str(ok["markdown"]).startswith(f"# {articles.TITLE}")
     assert f"[part 1]({pages}/guides/part-1)" in str(ok["markdown"])
-    assert A.TITLE in str(ok["text"]) and "<" not in str(ok["text"])
-    assert ok["links"] == A.expected_links(page, final)
-    assert ok["metadata"] == {"title": A.TITLE, "description": A.DESCRIPTION, "language": A.LANGUAGE,
-                              "canonical_url": pages + A.CANONICAL, "status": 200}
+    assert articles.TITLE in str(ok["text"]) and "<" not in str(ok["text"])
+    assert ok["links"] == articles.expected_links(page, final)
+    assert ok["metadata"] == {"title": articles.TITLE, "description": articles.DESCRIPTION,
+                              "language": articles.LANGUAGE,
+                              "canonical_url": pages + articles.CANONICAL, "status": 200}
     assert bad["status"] == "rejected"
     assert bad["error"]["code"] == "invalid_options"  # type: ignore[index]
     assert "'screenshot'" in bad["error"]["message"]  # type: ignore[index]
 
     events = history(stack.settings, str(ok["job_id"]))
-    [succeeded] = [e for e in events if isinstance(e, L.ScrapeSucceeded)]
+    [succeeded] = [e for e in events if isinstance(e, ledger.ScrapeSucceeded)]
     assert succeeded.formats == tuple(ALL)
     assert succeeded.body_partition is not None  # stored with the body, by reference

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-import ledger as L
+import ledger
 from replay import history
 from scrapeledger.errors import UnknownJobError
 from tests.support.stack import Stack, eventually
@@ -75,9 +75,9 @@ def test_endpoints_and_their_errors(stack: Stack, pages: str) -> None:
         # its ledger history: the replay history --json records
         events = api.get(f"/v1/jobs/{job_id}/events").json()
         assert events["job_id"] == job_id
-        ledger = [L.event_to_dict(e) for e in history(stack.settings, job_id)]
+        recorded = [ledger.event_to_dict(e) for e in history(stack.settings, job_id)]
         # (the ledger may have grown since: a ResultDelivered written in the background)
-        assert events["events"] == ledger[: len(events["events"])]
+        assert events["events"] == recorded[: len(events["events"])]
         assert {"JobSubmitted", "JobValidated", "AttemptStarted", "ScrapeSucceeded"} <= {
             e["type"] for e in events["events"]}
         # a finished job's stream: every transition, then the result
@@ -111,7 +111,7 @@ def test_endpoints_and_their_errors(stack: Stack, pages: str) -> None:
         assert r.status_code == 400 and error_code(r) == "invalid_request"
         assert "jobs[1]" in r.json()["error"]["message"]
         with pytest.raises(UnknownJobError):
-            history(stack.settings, L.idempotent_job_id(None, key))
+            history(stack.settings, ledger.idempotent_job_id(None, key))
         # an idempotency key reused for another URL
         first = api.post("/v1/jobs", json={"url": f"{pages}/page/4"}, headers={"Idempotency-Key": key})
         assert first.status_code == 202
@@ -120,7 +120,7 @@ def test_endpoints_and_their_errors(stack: Stack, pages: str) -> None:
         other = api.post("/v1/jobs", json={"url": f"{pages}/page/5", "idempotency_key": key})
         assert other.status_code == 409 and error_code(other) == "idempotency_conflict"
         # bad input: a clear 4xx with a stable code
-        unknown = L.new_job_id()
+        unknown = ledger.new_job_id()
         bad = [
             (api.post("/v1/jobs", content=b"{nope"), 400, "invalid_json"),
             (api.post("/v1/jobs", json=["http://x/"]), 400, "invalid_request"),
@@ -195,7 +195,7 @@ def test_the_websocket_takes_idempotency_keys_and_cancels(stack: Stack, pages: s
         await raw.send({"event": "cancel", "job_id": result["job_id"], "ref": 4})
         frame = await raw.recv()
         assert (frame["event"], frame["code"], frame["ref"]) == ("error", "already_finished", 4)
-        unknown = L.new_job_id()
+        unknown = ledger.new_job_id()
         await raw.send({"event": "cancel", "job_id": unknown, "ref": 5})
         assert await raw.recv() == {"event": "unknown_job", "job_id": unknown, "ref": 5}
         # a job in flight: cancelled, and its client gets the cancelled result
@@ -229,13 +229,13 @@ def test_a_cancel_abandons_the_fetch_in_flight_and_no_retry_runs(stack: Stack, p
     # the scraper let go of the connection, and closed the attempt without scheduling another
     eventually(lambda: hangs_now(pages) == hanging, what="the fetch abandoned", interval=0.2)
     events = eventually(
-        lambda: [e for e in history(stack.settings, job_id) if isinstance(e, L.AttemptFailed)] and
+        lambda: [e for e in history(stack.settings, job_id) if isinstance(e, ledger.AttemptFailed)] and
         history(stack.settings, job_id), what="the abandoned attempt's outcome",
     )
-    (failed,) = [e for e in events if isinstance(e, L.AttemptFailed)]
+    (failed,) = [e for e in events if isinstance(e, ledger.AttemptFailed)]
     assert (failed.code, failed.retryable, failed.attempt) == ("cancelled", False, 1)
-    assert not [e for e in events if isinstance(e, L.RetryScheduled) or e.attempt > 1]
-    assert L.fold_all(events)[job_id].status == "cancelled"
+    assert not [e for e in events if isinstance(e, ledger.RetryScheduled) or e.attempt > 1]
+    assert ledger.fold_all(events)[job_id].status == "cancelled"
     # cancelling again is no error: it is cancelled
     assert httpx.delete(f"{api}/v1/jobs/{job_id}", timeout=60).json()["status"] == "cancelled"
 
@@ -260,8 +260,8 @@ def test_sse_resumed_on_another_pod_after_sigkill_gets_the_rest(stack: Stack, pa
         rest = list(sse(s))
     assert [e["event"] for e in rest][-1] == "result"
     streamed = [e["data"] for e in seen + rest[:-1]]
-    ledger = [L.event_to_dict(e) for e in history(stack.settings, job_id)
-              if not isinstance(e, L.ClientAttached | L.ResultDelivered)]
-    assert streamed == ledger  # every transition once, in order, across both pods
+    recorded = [ledger.event_to_dict(e) for e in history(stack.settings, job_id)
+              if not isinstance(e, ledger.ClientAttached | ledger.ResultDelivered)]
+    assert streamed == recorded  # every transition once, in order, across both pods
     assert all(int(e["id"]) > int(seen[-1]["id"]) for e in rest[:-1])
     assert rest[-1]["data"]["status"] == "succeeded"

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-import ledger as L
-from scrapeledger import topics as T
+import ledger
+from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from tests.support.stack import Stack
 
@@ -19,17 +19,17 @@ JOBS = 12_000
 CAPACITY = 5_000
 
 
-def states(now: float) -> list[L.JobState]:
+def states(now: float) -> list[ledger.JobState]:
     """Synthetic job states, one per job, submitted one millisecond apart (newest last): every
     tenth failed with http_404, every seventh still in flight, the rest succeeded."""
     out = []
     for i in range(JOBS):
         t = now - (JOBS - i) / 1000
-        base = L.JobState(job_id=f"job{i:05d}-{'x' * 16}", url=f"http://h{i % 3}.test/p/{i}",
+        base = ledger.JobState(job_id=f"job{i:05d}-{'x' * 16}", url=f"http://h{i % 3}.test/p/{i}",
                           submitted_at=t, updated_at=t + 0.5, events=4, attempts=1)
         if i % 10 == 0:
             s = dataclasses.replace(base, status="failed", finished_at=t + 0.5,
-                                    error=L.JobError(code="http_404", message="not found"))
+                                    error=ledger.JobError(code="http_404", message="not found"))
         elif i % 7 == 0:
             s = dataclasses.replace(base, status="validated")
         else:
@@ -38,9 +38,9 @@ def states(now: float) -> list[L.JobState]:
     return out
 
 
-def write_states(stack: Stack, records: list[L.JobState]) -> None:
+def write_states(stack: Stack, records: list[ledger.JobState]) -> None:
     producer = make_producer(stack.settings)
-    topic = stack.settings.topic(T.JOB_STATE)
+    topic = stack.settings.topic(topics.JOB_STATE)
     for s in records:
         producer.produce(topic, key=s.job_id.encode(), value=s.to_json())
         producer.poll(0)
@@ -99,7 +99,7 @@ def test_the_list_pages_and_filters_a_bounded_index(stack: Stack) -> None:
         assert stats["indexed"] == CAPACITY
         in_window = newest
         assert stats["in_flight"] + sum(
-            n for s, n in stats["counts"].items() if s in L.TERMINAL) == stats["indexed"]
+            n for s, n in stats["counts"].items() if s in ledger.TERMINAL) == stats["indexed"]
         assert sum(b["submitted"] for b in stats["buckets"]) >= len(in_window)
 
         # errors: stable codes

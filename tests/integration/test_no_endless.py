@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import ledger as L
+import ledger
 from replay import history, read_to_end
-from scrapeledger import topics as T
+from scrapeledger import topics
 from tests.support.stack import Stack
 
 from .wsclient import Raw
@@ -71,13 +71,14 @@ def submit_all(url: str, messages: dict[str, Any], timeout: float = 180) -> dict
     return asyncio.run(go())
 
 
-def events_of(stack: Stack, job_id: str, kind: type[L.Event]) -> list[Any]:
+def events_of(stack: Stack, job_id: str, kind: type[ledger.Event]) -> list[Any]:
     return [e for e in history(stack.settings, job_id) if isinstance(e, kind)]
 
 
 def dead_letters(stack: Stack) -> dict[str, str]:
-    dlq = (L.decode_event(m.value()) for m in read_to_end(stack.settings, stack.settings.topic(T.DLQ)))
-    return {e.job_id: e.code for e in dlq if isinstance(e, L.JobDeadLettered)}
+    dlq = (ledger.decode_event(m.value()) for m in read_to_end(stack.settings,
+                                                               stack.settings.topic(topics.DLQ)))
+    return {e.job_id: e.code for e in dlq if isinstance(e, ledger.JobDeadLettered)}
 
 
 def supervised(stack: Stack, component: str, env: dict[str, str], work: Callable[[], Any]) -> tuple[Any, int]:
@@ -107,7 +108,7 @@ def test_a_fetch_that_kills_the_scraper_every_time_is_dead_lettered_after_bounde
     assert killer["error"]["code"] == "scraper_crashed"
     assert {r["status"] for r in results.values()} == {"succeeded"}  # neighbours are not blamed
     # two deaths with others in flight, then two running alone: the counts are in the ledger
-    starts = events_of(stack, killer["job_id"], L.AttemptStarted)
+    starts = events_of(stack, killer["job_id"], ledger.AttemptStarted)
     assert [(s.attempt, s.solo) for s in starts] == [(1, False), (1, False), (1, True), (1, True)]
     assert deaths == 4
     assert dead_letters(stack)[killer["job_id"]] == "scraper_crashed"
@@ -129,7 +130,7 @@ def test_a_record_that_crashes_the_validator_is_dead_lettered_after_bounded_fail
     assert boom["status"] == "dead_lettered", boom
     assert boom["error"]["code"] == "processing_error"
     assert results["after"]["status"] == "succeeded"  # the pipeline moved on past the bad record
-    failed = events_of(stack, boom["job_id"], L.ProcessingFailed)
+    failed = events_of(stack, boom["job_id"], ledger.ProcessingFailed)
     assert [(f.processor, f.failures) for f in failed] == [("validator", n) for n in (1, 2, 3)]
     assert len({(f.partition, f.offset) for f in failed}) == 1
     assert restarts == 2  # crashed after failures 1 and 2; the third gave up instead
@@ -150,8 +151,8 @@ def test_a_record_that_crashes_the_materializer_still_reaches_its_client(stack: 
     assert boom["status"] == "dead_lettered", boom
     assert boom["error"]["code"] == "processing_error"
     assert restarts == 2
-    failed = events_of(stack, boom["job_id"], L.ProcessingFailed)
+    failed = events_of(stack, boom["job_id"], ledger.ProcessingFailed)
     assert [(f.processor, f.failures) for f in failed] == [("state", 1), ("state", 2), ("state", 3)]
     # the skipped JobSubmitted named the client's pod; a salvaged ClientAttached kept the route
-    attached = events_of(stack, boom["job_id"], L.ClientAttached)
+    attached = events_of(stack, boom["job_id"], ledger.ClientAttached)
     assert [a.pod for a in attached] == ["edge-a"]

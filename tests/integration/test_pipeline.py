@@ -9,9 +9,9 @@ import asyncio
 
 import orjson
 
-import ledger as L
+import ledger
 from replay import current_state, history, read_to_end
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.broker import free_port
 from scrapeledger.partitioner import partition_for
 from tests.support.stack import Stack, eventually
@@ -33,7 +33,7 @@ def test_the_old_clients_exact_frame_gets_the_pages_html(stack: Stack, pages: st
 
     accepted, result = asyncio.run(go())
     assert accepted["event"] == "accepted"
-    assert L.is_valid_job_id(accepted["job_id"])
+    assert ledger.is_valid_job_id(accepted["job_id"])
     assert result["event"] == "result"
     assert result["status"] == "succeeded"
     assert result["http_status"] == 200
@@ -50,13 +50,13 @@ def test_the_old_clients_exact_frame_gets_the_pages_html(stack: Stack, pages: st
     ]
     job_id = str(result["job_id"])
 
-    def converged() -> L.JobState | None:
+    def converged() -> ledger.JobState | None:
         # the delivery is recorded after the result went out, and job-state is written once per
         # checkpoint: read both until the compacted state is the fold of the ledger's history
         final = current_state(stack.settings, job_id)
         events = history(stack.settings, job_id)
         done = final is not None and "ResultDelivered" in {e.TYPE for e in events}
-        return final if done and final == L.fold_all(events)[job_id] else None
+        return final if done and final == ledger.fold_all(events)[job_id] else None
 
     final = eventually(converged, what="job-state to equal the fold of the ledger")
     assert final.status == "succeeded"
@@ -147,17 +147,18 @@ def test_each_failure_ends_in_the_right_status_and_code(stack: Stack, pages: str
         events = history(stack.settings, str(results[name]["job_id"]))
         outcomes = [e for e in events if e.event_id.endswith("/outcome")]
         assert [e.attempt for e in outcomes] == [1, 2, 3], name
-        assert isinstance(outcomes[-1], L.JobDeadLettered)
+        assert isinstance(outcomes[-1], ledger.JobDeadLettered)
         assert results[name]["attempts"] == 3
     # a dead letter is also copied to the DLQ topic
-    dlq = [L.decode_event(m.value()) for m in read_to_end(stack.settings, stack.settings.topic(T.DLQ))]
+    dlq = [ledger.decode_event(m.value()) for m in read_to_end(stack.settings,
+                                                               stack.settings.topic(topics.DLQ))]
     assert {e.job_id for e in dlq} >= {str(results["timeout"]["job_id"]), str(results["refused"]["job_id"])}
 
 
 def test_a_flaky_server_succeeds_on_the_third_attempt(stack: Stack, pages: str) -> None:
     stack.processors()
     url = stack.edge()
-    key = L.new_job_id()
+    key = ledger.new_job_id()
 
     async def go() -> dict[str, object]:
         ws = await Raw.connect(url)
@@ -202,7 +203,7 @@ def test_two_edges_each_receive_only_their_own_deliveries(stack: Stack, pages: s
     for frames in results.values():
         assert all(f["status"] == "succeeded" for f in frames)
     # every notice for a pod's jobs was keyed by that pod and sits in that pod's partition only
-    topic = stack.settings.topic(T.DELIVERIES)
+    topic = stack.settings.topic(topics.DELIVERIES)
     for msg in read_to_end(stack.settings, topic):
         pod = msg.key().decode()
         job = orjson.loads(msg.value())["job_id"]

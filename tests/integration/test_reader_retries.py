@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
-import ledger as L
-import replay._reader as R
+import ledger
+import replay._reader as reader
 from processors._crashes import read_crash_log
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
 
@@ -40,21 +40,21 @@ class JustStarted:
 def test_the_crash_log_read_retries_a_broker_that_has_just_started(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    T.ensure_topics(settings)
+    topics.ensure_topics(settings)
     producer = make_producer(settings)
-    job = L.new_job_id()
-    started = L.AttemptStarted(job_id=job, event_id=L.new_event_id(), at=1.0, source="t", attempt=1)
-    producer.produce(settings.topic(T.LEDGER), key=job, value=L.encode_event(started))
+    job = ledger.new_job_id()
+    started = ledger.AttemptStarted(job_id=job, event_id=ledger.new_event_id(), at=1.0, source="t", attempt=1)
+    producer.produce(settings.topic(topics.LEDGER), key=job, value=ledger.encode_event(started))
     assert producer.flush(30) == 0
 
-    real = R.consumer
+    real = reader.consumer
     readers: list[JustStarted] = []
 
     def just_started(s: Settings, **extra: object) -> Any:
         readers.append(JustStarted(real(s, **extra), not_leader=2))
         return readers[-1]
 
-    monkeypatch.setattr(R, "consumer", just_started)
+    monkeypatch.setattr(reader, "consumer", just_started)
     crashes = read_crash_log(settings, "scraper")
     assert crashes.starts[(job, 1)] == 1
     assert any(r.not_leader == 0 for r in readers)  # the broker's answers were met

@@ -8,9 +8,9 @@ import sys
 
 import orjson
 
-import ledger as L
+import ledger
 from replay import current_state, history
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.broker import free_port
 from scrapeledger.clients import make_producer
 from tests.support.stack import Stack, eventually
@@ -44,9 +44,9 @@ def test_history_shows_the_timeline_and_json(stack: Stack, pages: str) -> None:
     for t in ("JobSubmitted", "JobValidated", "ScrapeSucceeded", "succeeded after 1 attempt"):
         assert t in out.stdout
     as_json = replay(stack, "history", job_id, "--json")
-    events = [L.decode_event(line) for line in as_json.stdout.splitlines()]
+    events = [ledger.decode_event(line) for line in as_json.stdout.splitlines()]
     assert events == history(stack.settings, job_id)
-    missing = replay(stack, "history", L.new_job_id())
+    missing = replay(stack, "history", ledger.new_job_id())
     assert missing.returncode == 2
     assert "no events for job" in missing.stderr
 
@@ -63,19 +63,19 @@ def test_redrive_sends_dead_letters_back_and_keeps_counting_attempts(stack: Stac
     assert dry.returncode == 0, dry.stderr
     assert f"would redrive {job_id}" in dry.stdout
     assert str(ok["job_id"]) not in dry.stdout
-    assert not any(isinstance(e, L.JobRedriven) for e in history(stack.settings, job_id))
+    assert not any(isinstance(e, ledger.JobRedriven) for e in history(stack.settings, job_id))
 
     done = replay(stack, "redrive", "--job", job_id, "--reason", "test")
     assert done.returncode == 0, done.stderr
     assert "1 job(s) redriven" in done.stdout
-    def dead_twice() -> list[L.Event]:  # the redriven job runs its attempts, dead-letters again
+    def dead_twice() -> list[ledger.Event]:  # the redriven job runs its attempts, dead-letters again
         events = history(stack.settings, job_id)
-        return events if sum(isinstance(e, L.JobDeadLettered) for e in events) == 2 else []
+        return events if sum(isinstance(e, ledger.JobDeadLettered) for e in events) == 2 else []
 
     events = eventually(dead_twice, what="the second dead letter")
     outcomes = [e.attempt for e in events if e.event_id.endswith("/outcome")]
     assert outcomes == [1, 2, 3, 4]  # numbering continues, the budget restarts
-    redriven = [e for e in events if isinstance(e, L.JobRedriven)]
+    redriven = [e for e in events if isinstance(e, ledger.JobRedriven)]
     assert len(redriven) == 1
     assert redriven[0].reason == "test"
 
@@ -92,7 +92,7 @@ def test_rebuild_restores_job_state_from_the_ledger(stack: Stack, pages: str) ->
             events = history(stack.settings, jid)
             if "ResultDelivered" not in {e.TYPE for e in events}:
                 return False
-            if current_state(stack.settings, jid) != L.fold_all(events)[jid]:
+            if current_state(stack.settings, jid) != ledger.fold_all(events)[jid]:
                 return False
         return True
 
@@ -100,14 +100,14 @@ def test_rebuild_restores_job_state_from_the_ledger(stack: Stack, pages: str) ->
     stack.stop_all()  # rebuild must work with the service down, too
     # corrupt the compacted copy with a stale state (it has seen fewer events than the ledger)
     producer = make_producer(stack.settings)
-    stale = L.JobState(job_id=job_id, status="submitted")
-    producer.produce(stack.settings.topic(T.JOB_STATE), key=job_id, value=stale.to_json())
+    stale = ledger.JobState(job_id=job_id, status="submitted")
+    producer.produce(stack.settings.topic(topics.JOB_STATE), key=job_id, value=stale.to_json())
     producer.flush(30)
     out = replay(stack, "rebuild")
     assert out.returncode == 0, out.stderr
     assert "rebuilt 3 jobs from" in out.stdout
     assert "wrote 1," in out.stdout
-    assert current_state(stack.settings, job_id) == L.fold_all(history(stack.settings, job_id))[job_id]
+    assert current_state(stack.settings, job_id) == ledger.fold_all(history(stack.settings, job_id))[job_id]
 
 
 def test_tail_follows_the_ledger_with_filters(stack: Stack, pages: str) -> None:
@@ -143,7 +143,7 @@ def test_redrive_refuses_a_status_it_cannot_select_and_names_the_allowed_ones() 
 def test_a_replay_command_with_the_broker_down_fails_at_once_in_one_line() -> None:
     # it printed 10 s of librdkafka FAIL lines before its error
     env = {"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
-    for args in (["history", L.new_job_id()], ["rebuild", "--dry-run"], ["tail", "--max", "1"]):
+    for args in (["history", ledger.new_job_id()], ["rebuild", "--dry-run"], ["tail", "--max", "1"]):
         out = subprocess.run([sys.executable, "-m", "scrapeledger.cli", "replay", *args], env=env,
                              capture_output=True, text=True, timeout=60, check=False)
         assert out.returncode == 2, out

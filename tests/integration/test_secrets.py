@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-import ledger as L
+import ledger
 from replay import current_state, history, read_to_end
 from scrapeledger.redact import job_ref
 from scrapeledger.topics import admin_client
@@ -66,7 +66,8 @@ def test_credentials_never_reach_a_topic_a_log_or_the_replay_output(stack: Stack
             env=stack.env, capture_output=True, text=True, timeout=120, check=False,
         )
         assert redrive.returncode == 0, redrive.stderr
-        eventually(lambda: any(isinstance(e, L.ScrapeSucceeded) for e in history(stack.settings, job_ids[2])),
+        eventually(lambda: any(isinstance(e, ledger.ScrapeSucceeded) for e in history(stack.settings,
+                                                                                      job_ids[2])),
                    what="the redriven job to succeed")
 
         async def resume() -> dict[str, Any]:
@@ -117,7 +118,7 @@ def test_credentials_never_reach_a_topic_a_log_or_the_replay_output(stack: Stack
                 assert value.encode() not in raw, (topic, value)
     assert records > 30
     submitted = history(stack.settings, job_ids[0])[0]
-    assert isinstance(submitted, L.JobSubmitted) and submitted.sealed and submitted.headers == {}
+    assert isinstance(submitted, ledger.JobSubmitted) and submitted.sealed and submitted.headers == {}
 
     tables = replay_out[1::2]  # the human view: jobs by prefix, URLs without queries
     assert all("JobSubmitted" in t and "sealed=yes" in t for t in tables)

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ledger as L
+import ledger
 from replay import latest_states, read_to_end, rebuild
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.broker import LocalBroker, LocalCluster, free_port
 from scrapeledger.settings import Settings
 from ws_edge import Client
@@ -139,7 +139,7 @@ def job_plan(pages: str, n: int, rng: random.Random) -> list[Job]:
     for i in range(n):
         roll = rng.random()
         if roll < 0.1:
-            jobs.append(Job(f"{pages}/flaky/{L.new_job_id()}?fail=1", "succeeded"))
+            jobs.append(Job(f"{pages}/flaky/{ledger.new_job_id()}?fail=1", "succeeded"))
         elif roll < 0.2:
             jobs.append(Job(f"{pages}/status/404?n={i}", "failed", code="http_404"))
         else:
@@ -299,25 +299,26 @@ def _check_ledger(settings: Settings, report: ChaosReport) -> None:
     story: dict[str, list[str]] = {}
     seen: set[str] = set()
     submitted: set[str] = set()
-    for msg in read_to_end(settings, settings.topic(T.LEDGER)):
-        event = L.decode_event(msg.value())
+    for msg in read_to_end(settings, settings.topic(topics.LEDGER)):
+        event = ledger.decode_event(msg.value())
         report.ledger_events += 1
         story.setdefault(event.job_id, []).append(
             f"{msg.offset()}:{event.TYPE}:{event.attempt}:{event.source}:{event.event_id[23:]}"
         )
         report.attempts_max = max(report.attempts_max, event.attempt)
-        if isinstance(event, L.JobSubmitted):
+        if isinstance(event, ledger.JobSubmitted):
             if event.job_id in submitted and event.event_id not in seen:
                 report.resubmits += 1
             submitted.add(event.job_id)
         if event.event_id in seen:
             # a replayed step: same id, dropped by the fold whatever it says ("first outcome wins")
-            report.replayed_outcomes += L.is_outcome(event)
+            report.replayed_outcomes += ledger.is_outcome(event)
             continue
         seen.add(event.event_id)
-        if isinstance(event, L.ScrapeSucceeded | L.JobFailed | L.JobDeadLettered | L.JobRejected):
+        terminal = ledger.ScrapeSucceeded | ledger.JobFailed | ledger.JobDeadLettered | ledger.JobRejected
+        if isinstance(event, terminal):
             terminal_ids.setdefault(event.job_id, set()).add(event.event_id)
-            if isinstance(event, L.JobDeadLettered) and event.code == "scraper_crashed":
+            if isinstance(event, ledger.JobDeadLettered) and event.code == "scraper_crashed":
                 report.crash_dead_letters += 1
     report.terminal_events_max = max((len(ids) for ids in terminal_ids.values()), default=0)
     report.terminal_dupes = {j: story[j] for j, ids in terminal_ids.items() if len(ids) > 1}

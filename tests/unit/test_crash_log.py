@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import ledger as L
+import ledger
 from processors._crashes import CrashLog
 from scrapeledger import faults
 from scrapeledger.errors import ConfigError, InjectedFault
@@ -12,8 +12,9 @@ from scrapeledger.errors import ConfigError, InjectedFault
 JOB = "job-aaaaaaaaaaaaaaaaaaaaa"
 
 
-def started(attempt: int, *, solo: bool = False) -> L.AttemptStarted:
-    return L.AttemptStarted(job_id=JOB, event_id=L.new_event_id(), at=1.0, source="s", attempt=attempt,
+def started(attempt: int, *, solo: bool = False) -> ledger.AttemptStarted:
+    return ledger.AttemptStarted(job_id=JOB, event_id=ledger.new_event_id(), at=1.0, source="s",
+                                 attempt=attempt,
                             solo=solo)
 
 
@@ -38,18 +39,21 @@ def test_an_attempt_runs_normally_until_two_process_deaths_then_alone_then_is_de
 @pytest.mark.parametrize(
     "outcome",
     [
-        L.ScrapeSucceeded(job_id=JOB, event_id=L.outcome_id(JOB, 1), at=1, source="s", attempt=1, url="u",
+        ledger.ScrapeSucceeded(job_id=JOB, event_id=ledger.outcome_id(JOB, 1), at=1, source="s", attempt=1,
+                               url="u",
                           final_url="u", http_status=200, headers={}, elapsed_ms=1, body_bytes=0),
-        L.JobFailed(job_id=JOB, event_id=L.outcome_id(JOB, 1), at=1, source="s", attempt=1, code="http_404",
+        ledger.JobFailed(job_id=JOB, event_id=ledger.outcome_id(JOB, 1), at=1, source="s", attempt=1,
+                         code="http_404",
                     message="m"),
-        L.JobDeadLettered(job_id=JOB, event_id=L.outcome_id(JOB, 1), at=1, source="s", attempt=1,
+        ledger.JobDeadLettered(job_id=JOB, event_id=ledger.outcome_id(JOB, 1), at=1, source="s", attempt=1,
                           code="timeout", message="m"),
-        L.RetryScheduled(job_id=JOB, event_id=L.retry_id(JOB, 2), at=1, source="s", attempt=2, url="u",
+        ledger.RetryScheduled(job_id=JOB, event_id=ledger.retry_id(JOB, 2), at=1, source="s", attempt=2,
+                              url="u",
                          not_before=1),
     ],
     ids=lambda e: e.TYPE,
 )
-def test_an_attempt_whose_outcome_is_recorded_is_not_fetched_again(outcome: L.Event) -> None:
+def test_an_attempt_whose_outcome_is_recorded_is_not_fetched_again(outcome: ledger.Event) -> None:
     log = CrashLog()
     for _ in range(5):
         log.add(started(1))
@@ -62,7 +66,7 @@ def test_an_attempt_failed_alone_does_not_finish_an_attempt() -> None:
     # AttemptFailed is written before its RetryScheduled; without the retry the attempt must run
     # again, or the job would wait forever for a retry nobody scheduled
     log = CrashLog()
-    log.add(L.AttemptFailed(job_id=JOB, event_id=L.outcome_id(JOB, 1), at=1, source="s", attempt=1,
+    log.add(ledger.AttemptFailed(job_id=JOB, event_id=ledger.outcome_id(JOB, 1), at=1, source="s", attempt=1,
                             code="timeout", message="m", retryable=True))
     assert plan(log) == "run"
 
@@ -70,7 +74,7 @@ def test_an_attempt_failed_alone_does_not_finish_an_attempt() -> None:
 def test_processing_failures_keep_the_highest_count_per_record() -> None:
     log = CrashLog()
     for n in (1, 3, 2):
-        log.add(L.ProcessingFailed(job_id=JOB, event_id=f"{JOB}/v/f{n}", at=1, source="v",
+        log.add(ledger.ProcessingFailed(job_id=JOB, event_id=f"{JOB}/v/f{n}", at=1, source="v",
                                    processor="validator", partition=2, offset=7, failures=n, error="boom"))
     assert log.failures[("validator", 2, 7)] == 3
     assert log.failures[("state", 2, 7)] == 0
@@ -99,15 +103,17 @@ def test_a_trigger_written_again_after_its_outcome_is_not_fetched_again() -> Non
     from processors.scraper import scrape_trigger
 
     log = CrashLog()
-    validated = L.JobValidated(job_id=JOB, event_id=f"{JOB}/validated", at=1, source="v", attempt=1, url="u")
-    succeeded = L.ScrapeSucceeded(job_id=JOB, event_id=L.outcome_id(JOB, 1), at=2, source="s", attempt=1,
+    validated = ledger.JobValidated(job_id=JOB, event_id=f"{JOB}/validated", at=1, source="v", attempt=1,
+                                    url="u")
+    succeeded = ledger.ScrapeSucceeded(job_id=JOB, event_id=ledger.outcome_id(JOB, 1), at=2, source="s",
+                                       attempt=1,
                                   url="u", final_url="u", http_status=200, headers={}, elapsed_ms=1,
                                   body_bytes=0)
-    assert scrape_trigger(L.encode_event(validated), log) == validated
+    assert scrape_trigger(ledger.encode_event(validated), log) == validated
     assert plan(log) == "run"
-    assert scrape_trigger(L.encode_event(succeeded), log) is None
+    assert scrape_trigger(ledger.encode_event(succeeded), log) is None
     # a restarted validator writes the same JobValidated again, after the outcome
-    assert scrape_trigger(L.encode_event(validated), log) == validated
+    assert scrape_trigger(ledger.encode_event(validated), log) == validated
     assert plan(log) == "skip"
 
 
@@ -117,7 +123,7 @@ def test_finished_attempts_are_remembered_up_to_a_bound(monkeypatch: pytest.Monk
     monkeypatch.setattr(crashes, "FINISHED_KEPT", 3)
     log = CrashLog()
     for n in range(1, 6):
-        log.add(L.JobFailed(job_id=JOB, event_id=L.outcome_id(JOB, n), at=1, source="s", attempt=n,
+        log.add(ledger.JobFailed(job_id=JOB, event_id=ledger.outcome_id(JOB, n), at=1, source="s", attempt=n,
                             code="http_404", message="m"))
     assert list(log.finished) == [(JOB, 3), (JOB, 4), (JOB, 5)]
 
@@ -125,7 +131,7 @@ def test_finished_attempts_are_remembered_up_to_a_bound(monkeypatch: pytest.Monk
 def test_no_attempt_of_a_cancelled_job_runs_any_more() -> None:
     log = CrashLog()
     log.add(started(1))
-    log.add(L.JobCancelled(job_id=JOB, event_id="c", at=1.0, source="edge-a"))
+    log.add(ledger.JobCancelled(job_id=JOB, event_id="c", at=1.0, source="edge-a"))
     assert plan(log, 1) == "skip"
     assert plan(log, 2) == "skip"  # a retry scheduled before the cancel
     assert log.is_cancelled(JOB) and not log.is_cancelled("another-job-xxxxxxxxxxx")

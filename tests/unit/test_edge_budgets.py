@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-import ledger as L
+import ledger
 from ws_edge._limits import (
     Admission,
     AttachWindow,
@@ -67,16 +67,16 @@ def test_the_send_budget_lets_one_big_frame_through_but_not_a_queue_of_them() ->
 def test_the_attach_window_records_once_and_keeps_the_last_answer_until_it_expires() -> None:
     clock = Clock()
     window = AttachWindow(10.0, most=2, clock=clock)
-    job = L.new_job_id()
+    job = ledger.new_job_id()
     assert window.attach(job) and not window.attach(job)
     assert window.answer(job) is None
-    state = L.JobState(job_id=job)
+    state = ledger.JobState(job_id=job)
     window.answered(state)
     assert window.answer(job) is state
     assert window.delivered(job) and not window.delivered(job)
     clock.now += 10.0
     assert job not in window and window.attach(job)  # a new window: one more record
-    others = [L.new_job_id() for _ in range(3)]
+    others = [ledger.new_job_id() for _ in range(3)]
     for other in others:
         window.attach(other)
     assert len(window) == 2 and others[0] not in window  # the oldest went first

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-import ledger as L
+import ledger
 from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault, new_key
 from ws_edge import JobRequest
@@ -27,14 +27,14 @@ class HeldKafka:
     """The edge's Kafka side with an acknowledgement the test releases."""
 
     def __init__(self) -> None:
-        self.written: list[L.Event] = []
+        self.written: list[ledger.Event] = []
         self.ack = asyncio.Event()
 
-    async def append(self, event: L.Event) -> None:
+    async def append(self, event: ledger.Event) -> None:
         self.written.append(event)
         await self.ack.wait()
 
-    def append_nowait(self, event: L.Event) -> None:
+    def append_nowait(self, event: ledger.Event) -> None:
         self.written.append(event)
 
 
@@ -49,9 +49,9 @@ class Sock:
         self.frames.append(orjson.loads(frame))
 
 
-def finished(job_id: str) -> L.JobState:
-    state = L.fold(None, L.JobSubmitted(job_id=job_id, event_id="s", at=1.0, source="p", url="http://x/"))
-    return L.fold(state, L.JobRejected(job_id=job_id, event_id="r", at=2.0, source="v",
+def finished(job_id: str) -> ledger.JobState:
+    state = ledger.fold(None, ledger.JobSubmitted(job_id=job_id, event_id="s", at=1.0, source="p", url="http://x/"))
+    return ledger.fold(state, ledger.JobRejected(job_id=job_id, event_id="r", at=2.0, source="v",
                                        code="invalid_url", message="no"))
 
 

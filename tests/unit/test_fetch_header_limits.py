@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-import ledger as L
+import ledger
 from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest
 from processors.scraper import outcome_events
 from scrapeledger.settings import Settings
@@ -55,7 +55,7 @@ def test_the_limit_is_a_setting_and_headers_under_it_pass() -> None:
 
 
 def test_a_headers_too_large_attempt_ends_the_job_at_once() -> None:
-    trigger = L.JobValidated(job_id="j" * 22, event_id="v", at=1.0, source="v", attempt=1, url="http://x/")
+    trigger = ledger.JobValidated(job_id="j" * 22, event_id="v", at=1.0, source="v", attempt=1, url="http://x/")
     error = FetchError("headers_too_large", "too big", retryable=False)
     [event] = outcome_events(trigger, error, settings=Settings(), body_ref=None, body_inline=None)
-    assert isinstance(event, L.JobFailed) and event.code == "headers_too_large"
+    assert isinstance(event, ledger.JobFailed) and event.code == "headers_too_large"

@@ -25,7 +25,7 @@ import pytest
 import typer.main
 import yaml
 
-from scrapeledger import topics as T
+from scrapeledger import topics
 from scrapeledger.cli import app
 from scrapeledger.settings import Settings
 
@@ -208,7 +208,7 @@ def test_topics_yaml_is_up_to_date() -> None:
 def test_topics_yaml_matches_topic_specs(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _settings(monkeypatch)
     by_name = {doc["spec"]["topicName"]: doc for doc in _kind("KafkaTopic")}
-    specs = T.topic_specs(settings)
+    specs = topics.topic_specs(settings)
     assert sorted(by_name) == sorted(settings.topic(s.name) for s in specs)
     for spec in specs:
         doc = by_name[settings.topic(spec.name)]
@@ -219,9 +219,9 @@ def test_topics_yaml_matches_topic_specs(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_configmap_keeps_the_generated_topic_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pods' ensure_topics() must want the same topics as the KafkaTopic CRs."""
-    defaults = T.topic_specs(_settings(monkeypatch))
+    defaults = topics.topic_specs(_settings(monkeypatch))
     deployed = _settings(monkeypatch, _one("ConfigMap", "scrapeledger-env")["data"])
-    assert T.topic_specs(deployed) == defaults
+    assert topics.topic_specs(deployed) == defaults
     assert {t["spec"]["replicas"] for t in _kind("KafkaTopic")} == {deployed.replication_factor}
 
 
@@ -233,9 +233,9 @@ def test_scaledobject_follows_the_scraper_group(monkeypatch: pytest.MonkeyPatch)
     meta = trigger["metadata"]
     assert trigger["type"] == "kafka"
     assert meta["consumerGroup"] == settings.group("scraper")
-    assert meta["topic"] == settings.topic(T.LEDGER)
+    assert meta["topic"] == settings.topic(topics.LEDGER)
     assert all(isinstance(v, str) for v in meta.values())
-    ledger = next(s for s in T.topic_specs(settings) if s.name == T.LEDGER)
+    ledger = next(s for s in topics.topic_specs(settings) if s.name == topics.LEDGER)
     assert 1 <= so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"] <= ledger.partitions
     cluster = _kind("Kafka")[0]["metadata"]["name"]  # KEDA runs in its own namespace: FQDN
     assert meta["bootstrapServers"].startswith(f"{cluster}-kafka-bootstrap.{NAMESPACE}.svc:")

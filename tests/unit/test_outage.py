@@ -9,7 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from quixstreams.checkpointing.exceptions import CheckpointConsumerCommitError
 
 from processors._app import is_broker_failure
-from scrapeledger import outage as O
+from scrapeledger import outage
 from scrapeledger.errors import BrokerError, BrokerOutageError, InjectedFault
 from scrapeledger.settings import Settings
 
@@ -25,7 +25,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(O.time, "monotonic", fake)
+    monkeypatch.setattr(outage.time, "monotonic", fake)
     return fake
 
 
@@ -36,29 +36,29 @@ def _down() -> KafkaException:
 def test_an_outage_logs_once_per_back_off_step_and_gives_up_past_the_limit(
     clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    outage = O.Outage(Settings(broker_outage_s=600), "validator")
+    tracker = outage.Outage(Settings(broker_outage_s=600), "validator")
     pauses = []
     with caplog.at_level(logging.WARNING, logger="scrapeledger.outage"):
         while clock.now < 1000.0 + 590:
-            pauses.append(outage.failed(_down()))
+            pauses.append(tracker.failed(_down()))
             clock.now += pauses[-1] + 1.0  # each try itself takes a moment
         lines = [r.getMessage() for r in caplog.records]
     assert len(pauses) > 90  # retried every few seconds the whole time...
-    assert max(pauses) <= O.MAX_PAUSE_S * 1.2 and pauses[0] <= O.FIRST_PAUSE_S * 1.2
+    assert max(pauses) <= outage.MAX_PAUSE_S * 1.2 and pauses[0] <= outage.FIRST_PAUSE_S * 1.2
     assert 5 <= len(lines) <= 9, lines  # ...but logged at tries 1, 2, 4, 8, ... only
     assert "Connection refused" in lines[0] and "validator" in lines[0]
     clock.now += 20
     with pytest.raises(BrokerOutageError, match=r"SCRAPELEDGER_BROKER_OUTAGE_S=600"):
-        outage.failed(_down())
+        tracker.failed(_down())
 
 
 def test_a_recovery_ends_the_outage_and_the_next_one_starts_from_zero(clock: Clock) -> None:
-    outage = O.Outage(Settings(broker_outage_s=10), "state")
-    outage.failed(_down())
+    tracker = outage.Outage(Settings(broker_outage_s=10), "state")
+    tracker.failed(_down())
     clock.now += 9
-    outage.recovered()
+    tracker.recovered()
     clock.now += 5
-    assert outage.failed(_down()) <= O.FIRST_PAUSE_S * 1.2  # not 14 s into one outage
+    assert tracker.failed(_down()) <= outage.FIRST_PAUSE_S * 1.2  # not 14 s into one outage
 
 
 def test_retry_repeats_a_call_until_the_broker_answers(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +68,7 @@ def test_retry_repeats_a_call_until_the_broker_answers(clock: Clock, monkeypatch
         slept.append(s)
         clock.now += s
 
-    monkeypatch.setattr(O.time, "sleep", sleep)
+    monkeypatch.setattr(outage.time, "sleep", sleep)
     answers = iter([_down(), BrokerError("no leader"), "ledger"])
 
     def call() -> str:
@@ -77,7 +77,7 @@ def test_retry_repeats_a_call_until_the_broker_answers(clock: Clock, monkeypatch
             raise answer
         return answer
 
-    assert O.retry(Settings(), "start-up", call) == "ledger"
+    assert outage.retry(Settings(), "start-up", call) == "ledger"
     assert len(slept) == 2
 
 
@@ -86,7 +86,7 @@ def test_retry_lets_other_errors_through(clock: Clock) -> None:
         raise InjectedFault("a bug, not the broker")
 
     with pytest.raises(InjectedFault):
-        O.retry(Settings(), "start-up", call)
+        outage.retry(Settings(), "start-up", call)
 
 
 def test_kafka_failures_are_ridden_out_and_bugs_are_not() -> None:
@@ -99,7 +99,7 @@ def test_kafka_failures_are_ridden_out_and_bugs_are_not() -> None:
 
 
 def test_a_lost_brokers_client_chatter_passes_once_per_back_off_step(clock: Clock) -> None:
-    chatter = O.KafkaChatterFilter()
+    chatter = outage.KafkaChatterFilter()
 
     def record(msg: str, name: str = "quixstreams.kafka.consumer") -> logging.LogRecord:
         return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, None, None)
@@ -109,12 +109,12 @@ def test_a_lost_brokers_client_chatter_passes_once_per_back_off_step(clock: Cloc
     assert sum(passed) == 9  # the 1st, 2nd, 4th, ... 256th of 300
     assert chatter.filter(record("a job failed: nothing to do with the broker"))
     assert chatter.filter(record("Connection refused", name="scrapeledger.kafka"))  # its own count
-    clock.now += O.QUIET_GAP_S + 1  # the next outage starts counting again
+    clock.now += outage.QUIET_GAP_S + 1  # the next outage starts counting again
     assert chatter.filter(record('Kafka consumer error: 1/1 brokers are down code="-187"'))
 
 
 def test_the_outage_clocks_own_lines_are_not_filtered_again(clock: Clock) -> None:
-    chatter = O.KafkaChatterFilter()
-    lines = [logging.LogRecord(O.__name__, logging.WARNING, __file__, 1,
+    chatter = outage.KafkaChatterFilter()
+    lines = [logging.LogRecord(outage.__name__, logging.WARNING, __file__, 1,
                                "state: Kafka unusable (Connection refused)", None, None) for _ in range(3)]
     assert all(chatter.filter(r) for r in lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-import ledger as L
+import ledger
 from scrapeledger.errors import ProtocolError
 from ws_edge import JobRequest, ResumeRequest, parse_frame, result_frame
 
@@ -28,7 +28,7 @@ def test_the_object_form_with_ref() -> None:
 
 
 def test_resume() -> None:
-    job = L.new_job_id()
+    job = ledger.new_job_id()
     assert parse({"event": "resume", "job_id": job}) == ResumeRequest(job_id=job)
 
 
@@ -55,15 +55,15 @@ def test_bad_frames(raw: bytes, code: str) -> None:
 
 
 def test_result_frames() -> None:
-    ok = L.JobState(job_id="j" * 22, status="succeeded", url="http://x/", attempts=1,
-                    result=L.JobResult(final_url="http://x/y", http_status=200, headers={"a": "b"},
+    ok = ledger.JobState(job_id="j" * 22, status="succeeded", url="http://x/", attempts=1,
+                    result=ledger.JobResult(final_url="http://x/y", http_status=200, headers={"a": "b"},
                                        elapsed_ms=3.0, body_bytes=4, truncated=False,
                                        body_partition=0, body_offset=1, body=None))
     frame = orjson.loads(result_frame(ok, "<p>", ref="r"))
     assert frame == {"event": "result", "job_id": "j" * 22, "status": "succeeded", "url": "http://x/",
                      "attempts": 1, "ref": "r", "final_url": "http://x/y", "http_status": 200,
                      "headers": {"a": "b"}, "html": "<p>", "elapsed_ms": 3.0, "truncated": False}
-    bad = L.JobState(job_id="j" * 22, status="rejected", error=L.JobError(code="c", message="m"))
+    bad = ledger.JobState(job_id="j" * 22, status="rejected", error=ledger.JobError(code="c", message="m"))
     assert orjson.loads(result_frame(bad, None))["error"] == {"code": "c", "message": "m"}
 
 
@@ -100,10 +100,10 @@ def test_formats_of_the_wrong_shape_are_a_bad_frame(formats: object) -> None:
 
 
 def test_a_result_with_formats_has_a_field_each_and_no_html_unless_asked() -> None:
-    result = L.JobResult(final_url="http://x/y", http_status=200, headers={}, elapsed_ms=3.0,
+    result = ledger.JobResult(final_url="http://x/y", http_status=200, headers={}, elapsed_ms=3.0,
                          body_bytes=4, truncated=False, body_partition=0, body_offset=1, body=None,
                          formats=("markdown", "links", "metadata"))
-    ok = L.JobState(job_id="j" * 22, status="succeeded", url="http://x/", attempts=1, result=result)
+    ok = ledger.JobState(job_id="j" * 22, status="succeeded", url="http://x/", attempts=1, result=result)
     doc = {"markdown": "# T", "links": ["http://x/a"], "metadata": {"title": "T", "status": 200}}
     frame = orjson.loads(result_frame(ok, orjson.dumps(doc).decode()))
     assert "html" not in frame

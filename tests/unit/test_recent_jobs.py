@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-import ledger as L
+import ledger
 from ws_edge._index import BUCKET_S, BUCKETS, CURSOR, CursorError, RecentJobs
 from ws_edge._openapi import openapi_document
 
@@ -19,14 +19,14 @@ NOW = 1_800_000_000.0
 
 
 def job(i: int, status: str = "succeeded", *, events: int = 4, owner: str | None = None,
-        at: float | None = None) -> L.JobState:
+        at: float | None = None) -> ledger.JobState:
     t = NOW - 600 + i * 0.01 if at is None else at
-    terminal = status in L.TERMINAL
-    return L.JobState(
+    terminal = status in ledger.TERMINAL
+    return ledger.JobState(
         job_id=f"j{i:06d}-{'a' * 16}", status=status, url=f"https://h{i % 4}.example/p/{i}",  # type: ignore[arg-type]
         submitted_at=t, updated_at=t + 1, finished_at=t + 1 if terminal else None, attempts=1,
         events=events, owner=owner,
-        error=L.JobError(code="http_404", message="gone") if status == "failed" else None,
+        error=ledger.JobError(code="http_404", message="gone") if status == "failed" else None,
     )
 
 

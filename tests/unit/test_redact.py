@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-import ledger as L
+import ledger
 from scrapeledger.errors import ScrapeledgerError
 from scrapeledger.redact import RedactingFilter, install, job_ref, scrub, url_ref
 from ws_edge import Client
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def test_job_ref_is_a_short_prefix() -> None:
-    job_id = L.new_job_id()
+    job_id = ledger.new_job_id()
     ref = job_ref(job_id)
     assert job_id.startswith(ref.rstrip(".")) and job_id not in ref and len(ref.rstrip(".")) == 8
     assert job_ref(None) == "-"
@@ -54,9 +54,9 @@ def test_the_filter_cleans_every_logger_and_tracebacks() -> None:
     logger = logging.getLogger("some.library")
     logger.addHandler(handler)
     logger.propagate = False
-    job_id = L.new_job_id()
+    job_id = ledger.new_job_id()
     while job_id.lower() == job_id or job_id.upper() == job_id:  # both cases, as the filter needs
-        job_id = L.new_job_id()
+        job_id = ledger.new_job_id()
     try:
         logger.warning("HTTP Request: GET %s %s", "http://h/x?api_key=KEY1", job_id)
         try:

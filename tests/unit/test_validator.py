@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-import ledger as L
+import ledger
 from processors.fetch import Rejection
 from processors.validator import check_request
 
 
-def submitted(**fields: object) -> L.JobSubmitted:
-    return L.JobSubmitted(job_id="job-aaaaaaaaaaaaaaaaaaaaa", at=1, source="edge-a",
+def submitted(**fields: object) -> ledger.JobSubmitted:
+    return ledger.JobSubmitted(job_id="job-aaaaaaaaaaaaaaaaaaaaa", at=1, source="edge-a",
                           **{"event_id": "e", "url": "https://example.org/", **fields})  # type: ignore[arg-type]
 
 
@@ -51,13 +51,13 @@ def test_ordinary_headers_pass(name: str, value: str) -> None:
     assert check_request(submitted(headers={name: value}), allow_private=False) == "https://example.org/"
 
 
-def _validate(**fields: object) -> L.Event:
+def _validate(**fields: object) -> ledger.Event:
     from processors.validator import validate_step
     from scrapeledger.settings import Settings
     from scrapeledger.vault import Vault, new_key
 
-    [out] = validate_step(L.encode_event(submitted(**fields)), Settings(), Vault([new_key()]))
-    return L.decode_event(out.value)
+    [out] = validate_step(ledger.encode_event(submitted(**fields)), Settings(), Vault([new_key()]))
+    return ledger.decode_event(out.value)
 
 
 @pytest.mark.parametrize(
@@ -68,22 +68,22 @@ def _validate(**fields: object) -> L.Event:
 def test_an_unknown_format_is_rejected_with_the_names_and_the_choices(formats: tuple[str, ...],
                                                                       named: str) -> None:
     event = _validate(formats=formats)
-    assert isinstance(event, L.JobRejected) and event.code == "invalid_options"
+    assert isinstance(event, ledger.JobRejected) and event.code == "invalid_options"
     assert named in event.message
     assert "html, markdown, text, links, metadata" in event.message
 
 
 def test_no_formats_at_all_is_rejected() -> None:
     event = _validate(formats=())
-    assert isinstance(event, L.JobRejected) and event.code == "invalid_options"
+    assert isinstance(event, ledger.JobRejected) and event.code == "invalid_options"
     assert "at least one" in event.message
 
 
 def test_formats_are_deduplicated_into_canonical_order() -> None:
     event = _validate(formats=("links", "markdown", "links", "html"))
-    assert isinstance(event, L.JobValidated)
+    assert isinstance(event, ledger.JobValidated)
     assert event.formats == ("html", "markdown", "links")
-    assert isinstance(_validate(), L.JobValidated) and _validate().formats == ("html",)
+    assert isinstance(_validate(), ledger.JobValidated) and _validate().formats == ("html",)
 
 
 @pytest.mark.parametrize(
@@ -128,9 +128,9 @@ def test_a_keyed_job_is_validated_once_however_often_it_is_submitted() -> None:
     store = _Store()
     first = submitted(event_id="j/s/1", idempotency_digest="d")
     again = submitted(event_id="j/s/2", idempotency_digest="d", url="http://other.example/")
-    assert len(validate_step(L.encode_event(first), settings, vault, state=store)) == 1
-    assert validate_step(L.encode_event(again), settings, vault, state=store) == []
+    assert len(validate_step(ledger.encode_event(first), settings, vault, state=store)) == 1
+    assert validate_step(ledger.encode_event(again), settings, vault, state=store) == []
     # unkeyed jobs are submitted once and never use the store
     plain = _Store()
-    assert len(validate_step(L.encode_event(submitted()), settings, vault, state=plain)) == 1
+    assert len(validate_step(ledger.encode_event(submitted()), settings, vault, state=plain)) == 1
     assert plain.data == {}

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-import ledger as L
+import ledger
 from scrapeledger.errors import ConfigError, CredentialsUnreadableError
 from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault, ensure_key_file, new_key, read_key_file
@@ -143,18 +143,18 @@ def test_concurrent_creators_of_a_key_file_agree_on_one_key(tmp_path: Path) -> N
 def test_v1_fetch_events_read_as_v2_without_sealed_credentials() -> None:
     wire = {"type": "JobSubmitted", "v": 1, "event_id": "e", "job_id": JOB, "at": 1.0, "source": "s",
             "attempt": 0, "payload": {"url": "http://x/", "headers": {}, "timeout_s": None, "proxy": None}}
-    event = L.decode_event(orjson.dumps(wire))
-    assert isinstance(event, L.JobSubmitted) and event.sealed is None
-    assert L.event_to_dict(event)["v"] == 2
+    event = ledger.decode_event(orjson.dumps(wire))
+    assert isinstance(event, ledger.JobSubmitted) and event.sealed is None
+    assert ledger.event_to_dict(event)["v"] == 2
 
 
 def test_the_fold_keeps_the_token_and_an_expiry_drops_it() -> None:
     token = Vault([new_key()]).seal(JOB, {"Authorization": SECRET}, None).sealed
-    state = L.fold(None, L.JobSubmitted(job_id=JOB, event_id="s", at=1.0, source="e", url="http://x/",
+    state = ledger.fold(None, ledger.JobSubmitted(job_id=JOB, event_id="s", at=1.0, source="e", url="http://x/",
                                         sealed=token))
     assert state.sealed == token
-    assert L.JobState.from_json(state.to_json()) == state
-    expired = L.fold(state, L.JobExpired(job_id=JOB, event_id="x", at=2.0, source="r"))
+    assert ledger.JobState.from_json(state.to_json()) == state
+    expired = ledger.fold(state, ledger.JobExpired(job_id=JOB, event_id="x", at=2.0, source="r"))
     assert expired.sealed is None
 
 
