@@ -78,26 +78,37 @@ def main() -> None:
     if args.cold_maven:
         cold = cold_resolve()
         print(f"cold Maven resolve (empty repository and jar cache): {cold[0]:.1f}s, {cold[1]} jars")
+    libs, warmup, times = measure(args.runs)
+    for i, t in enumerate(times, 1):
+        print(f"run {i}: {t:.2f}s")
+    print(f"median of {args.runs}: {statistics.median(times):.2f}s")
+    if args.no_write:
+        return
+    write_section(section(libs, warmup, times, cold))
+    print(f"wrote the {HEADING!r} section of {DOC}")
+
+
+def measure(runs: int) -> tuple[Path, float, list[float]]:
+    """The jar cache (resolved if needed), then one warm-up start and ``runs`` timed ones."""
     t0 = time.perf_counter()
     libs = kafka_classpath()
     print(f"jar cache {libs} ready in {time.perf_counter() - t0:.1f}s (about 0 when already cached)")
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
         warmup = timed_start(Path(tmp) / "warmup")
         print(f"warm-up: {warmup:.2f}s")
-        times = [timed_start(Path(tmp) / f"run{i}") for i in range(1, args.runs + 1)]
-    for i, t in enumerate(times, 1):
-        print(f"run {i}: {t:.2f}s")
-    median = statistics.median(times)
-    print(f"median of {args.runs}: {median:.2f}s")
-    if args.no_write:
-        return
+        times = [timed_start(Path(tmp) / f"run{i}") for i in range(1, runs + 1)]
+    return libs, warmup, times
 
+
+def section(libs: Path, warmup: float, times: list[float], cold: tuple[float, int] | None) -> str:
+    """The docs/benchmarks.md section: the runs, the machine they ran on, the command to redo them."""
+    runs, median = len(times), statistics.median(times)
     jars = list(libs.glob("*.jar"))
     size_mb = sum(j.stat().st_size for j in jars) / 1e6
     load = os.getloadavg()[0]
     rows = "\n".join(f"| {i} | {t:.2f} |" for i, t in enumerate(times, 1))
     command = "`.venv/bin/python bench/broker_startup.py --runs {}{}`".format(
-        args.runs, " --cold-maven" if args.cold_maven else ""
+        runs, " --cold-maven" if cold is not None else ""
     )
     cold_text = (
         f"The first resolve on a machine (empty `~/.m2`; {cold[1]} jars, {size_mb:.0f} MB from Maven\n"
@@ -107,7 +118,7 @@ def main() -> None:
     )
     shown = str(libs).replace(str(Path.home()), "~", 1)
     cores, py, osname = os.cpu_count(), platform.python_version(), platform.system()
-    write_section(f"""
+    return f"""
 Command: {command} ({datetime.date.today().isoformat()})
 
 Apache Kafka {KAFKA_VERSION}, KRaft, one combined broker+controller node, heap 384 MiB; {cores} cores,
@@ -119,12 +130,11 @@ AdminClient has created a probe topic; a fresh data dir each run, after one warm
 | run | seconds |
 |---|---|
 {rows}
-| **median of {args.runs}** | **{median:.2f}** |
+| **median of {runs}** | **{median:.2f}** |
 
 {cold_text}The jars are then kept in `{shown}`
 (`$SCRAPELEDGER_CACHE_DIR`, default `~/.cache/scrapeledger`), so later starts do not run Maven.
-""")
-    print(f"wrote the {HEADING!r} section of {DOC}")
+"""
 
 
 if __name__ == "__main__":

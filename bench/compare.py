@@ -369,17 +369,34 @@ def medians(rounds: list[Flat]) -> Flat:
     return {k: statistics.median(r[k] for r in rounds if k in r) for k in keys}
 
 
+def cell(med: Flat, key: str, fmt: str = ".2f", width: int = 10) -> str:
+    """One right-aligned figure of the report, or n/a where the run did not measure it."""
+    return f"{med[key]:>{width}{fmt}}" if key in med else f"{'n/a':>{width}}"
+
+
 def report(args: argparse.Namespace, med: Flat, ready: dict[str, Any], info: dict[str, Any],
            names: list[str]) -> list[dict[str, Any]]:
-    def get(key: str, fmt: str = ".2f", width: int = 10) -> str:
-        return f"{med[key]:>{width}{fmt}}" if key in med else f"{'n/a':>{width}}"
+    """Print every table, in order; the goals with their verdicts (for ``--json``)."""
+    report_header(args, info)
+    report_ready(ready)
+    report_baselines(args, med, info)
+    modes = stack_modes(args)
+    report_modes(med, modes)
+    report_cpu(args, med, names, modes)
+    return report_goals(med)
 
+
+def report_header(args: argparse.Namespace, info: dict[str, Any]) -> None:
+    """What was measured, on what: the page, the machine, the versions."""
     print(f"\nScrapeledger vs baselines: median of {args.rounds} round(s); {args.page_kb} KB page, "
           f"page delay {args.page_delay_ms:g} ms; {info['cores']} cores, load average "
           f"{info['load_start']:.1f} at start, {info['load_end']:.1f} at end")
     print(f"Python {info['python']}, aiohttp {info['aiohttp']}, Scrapy {info['scrapy'] or 'n/a'}, "
           f"tornado {info['tornado']}, Kafka {info['kafka']}; scraper {args.concurrency} in flight")
 
+
+def report_ready(ready: dict[str, Any]) -> None:
+    """Whether the first submit right after the edge's /readyz was accepted, and its result."""
     print("\nready means ready (first submit right after the edge's /readyz turned 200):")
     print(f"  edge /readyz 200 {ready['edge_ready_s']:.1f} s after start; first submit: "
           f"{ready['first_submit']} ({ready['first_submit_ms']:.0f} ms)")
@@ -391,6 +408,9 @@ def report(args: argparse.Namespace, med: Flat, ready: dict[str, Any], info: dic
     print(f"  processors not yet ready then: {', '.join(not_ready) or 'none'}; "
           f"its result: {ready['result']}{after}")
 
+
+def report_baselines(args: argparse.Namespace, med: Flat, info: dict[str, Any]) -> None:
+    """The baselines' table: pages/s and CPU per page of aiohttp and Scrapy."""
     print(f"\n{'baseline (own process)':<46}{'pages/s':>10}{'client CPU ms/page':>20}"
           f"{'page server ms/page':>21}{'machine busy':>14}")
     scrapy_v = info["scrapy"] or "(not installed)"
@@ -403,30 +423,44 @@ def report(args: argparse.Namespace, med: Flat, ready: dict[str, Any], info: dic
         if f"{key}.pages_s" not in med:
             print(f"{label:<46}  skipped: Scrapy is not installed; pip install -e '.[bench]'")
             continue
-        print(f"{label:<46}{get(key + '.pages_s', ',.0f')}{get(key + '.cpu.client', '.3f', 20)}"
-              f"{get(key + '.cpu.pages', '.3f', 21)}{get(key + '.machine_busy_pct', '.0f', 13)}%")
+        print(f"{label:<46}{cell(med, key + '.pages_s', ',.0f')}{cell(med, key + '.cpu.client', '.3f', 20)}"
+              f"{cell(med, key + '.cpu.pages', '.3f', 21)}{cell(med, key + '.machine_busy_pct', '.0f', 13)}%")
 
+
+def stack_modes(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The stack modes' keys and labels, in report order."""
+    return [("c8", "closed loop C=8 (8 conns x 1)"), ("c64", "closed loop C=64 (64 conns x 1)"),
+            ("sat", f"saturation ({args.sat_connections} x {args.sat_window} = "
+                    f"{args.sat_connections * args.sat_window} out)")]
+
+
+def report_modes(med: Flat, modes: list[tuple[str, str]]) -> None:
+    """The stack modes' table: jobs/s and latencies."""
     print(f"\n{'stack mode (driver in own process)':<36}{'jobs':>7}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'accepted p50 ms':>17}{'machine busy':>14}")
-    c8, c64, sat = ("c8", "closed loop C=8 (8 conns x 1)"), ("c64", "closed loop C=64 (64 conns x 1)"), (
-        "sat", f"saturation ({args.sat_connections} x {args.sat_window} = "
-               f"{args.sat_connections * args.sat_window} out)")
-    for key, label in (c8, c64, sat):
-        print(f"{label:<36}{get(key + '.jobs', ',.0f', 7)}{get(key + '.jobs_s', ',.0f', 9)}"
-              f"{get(key + '.p50_ms', '.1f', 9)}{get(key + '.p99_ms', '.1f', 9)}"
-              f"{get(key + '.accepted_p50_ms', '.1f', 17)}{get(key + '.machine_busy_pct', '.0f', 13)}%")
+    for key, label in modes:
+        print(f"{label:<36}{cell(med, key + '.jobs', ',.0f', 7)}{cell(med, key + '.jobs_s', ',.0f', 9)}"
+              f"{cell(med, key + '.p50_ms', '.1f', 9)}{cell(med, key + '.p99_ms', '.1f', 9)}"
+              f"{cell(med, key + '.accepted_p50_ms', '.1f', 17)}"
+              f"{cell(med, key + '.machine_busy_pct', '.0f', 13)}%")
 
+
+def report_cpu(args: argparse.Namespace, med: Flat, names: list[str], modes: list[tuple[str, str]]) -> None:
+    """CPU per job of every process in every stack mode, then the idle stack's."""
     stack_names = [n for n in STACK if n in names]
     cols = [*stack_names, "stack", "pages", "driver"]
     head = "".join(f"{c:>10}" for c in cols)
     print(f"\n{'CPU ms per job':<24}{head}")
-    for key, label in (c8, c64, sat):
-        print(f"{label.split(' (')[0]:<24}" + "".join(get(f"{key}.cpu.{c}") for c in cols))
+    for key, label in modes:
+        print(f"{label.split(' (')[0]:<24}" + "".join(cell(med, f"{key}.cpu.{c}") for c in cols))
     note = "" if "broker" in names else " (external broker: not measured)"
     print(f"stack = {' + '.join(stack_names)}{note}")
     print(f"\n{'idle stack, % of one core':<24}" + "".join(f"{c:>10}" for c in cols[:-1]))
-    print(f"{f'over {args.idle_seconds:g} s':<24}" + "".join(get(f"idle.{c}") for c in cols[:-1]))
+    print(f"{f'over {args.idle_seconds:g} s':<24}" + "".join(cell(med, f"idle.{c}") for c in cols[:-1]))
 
+
+def report_goals(med: Flat) -> list[dict[str, Any]]:
+    """The Performance issue's goals with PASS/FAIL; returned for ``--json`` too."""
     print(f"\n{'goal (issue: Performance)':<40}{'value':>10}{'goal':>10}")
     goals = []
     for g in GOALS:
@@ -489,28 +523,46 @@ def main() -> int:
     args = parse_args()
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
-    scrapy_version = None
-    if importlib.util.find_spec("scrapy") is not None:
-        scrapy_version = version("scrapy")
-    else:
-        print("Scrapy baseline: skipped, Scrapy is not installed; pip install -e '.[bench]'", file=sys.stderr)
+    scrapy_version = find_scrapy()
     load_start = os.getloadavg()[0]
     began = time.perf_counter()
+    rounds, ready, pids = run_rounds(args, began)
+    med = medians(rounds)
+    info = {"cores": os.cpu_count(), "load_start": load_start, "load_end": os.getloadavg()[0],
+            "python": platform.python_version(), "aiohttp": version("aiohttp"),
+            "tornado": version("tornado"), "scrapy": scrapy_version, "kafka": KAFKA_VERSION,
+            "broker": "local" if "broker" in pids else "external",
+            "wall_s": time.perf_counter() - began}
+    goals = report(args, med, ready, info, list(pids))
+    print(f"\n(whole run {info['wall_s']:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "info": info, "ready": ready, "rounds": rounds, "median": med, "goals": goals,
+        }, indent=1))
+    return 0
+
+
+def find_scrapy() -> str | None:
+    """Scrapy's version, or None (and a note) when it is not installed: its baseline is skipped."""
+    if importlib.util.find_spec("scrapy") is not None:
+        return version("scrapy")
+    print("Scrapy baseline: skipped, Scrapy is not installed; pip install -e '.[bench]'", file=sys.stderr)
+    return None
+
+
+def run_rounds(args: argparse.Namespace, began: float) -> tuple[list[Flat], dict[str, Any], dict[str, int]]:
+    """Broker, page server and stack up; the ready check, the warm-up, then every round.
+
+    Returns the rounds' figures, the ready check's report and the measured processes' pids; all
+    processes are stopped again when it returns (or raises)."""
     with contextlib.ExitStack() as cleanup:  # unwinds: stack processes, page server, broker
         bootstrap, broker_pid = cleanup.enter_context(kafka())
         tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
         pages, pages_pid = cleanup.enter_context(page_server(args.page_delay_ms))
         settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"cmp-{uuid.uuid4().hex[:8]}-",
                             state_dir=str(tmp / "state"))
-        stack = Stack(settings, tmp, env={
-            "SCRAPELEDGER_LOG_LEVEL": args.log_level,
-            # every page is on one host: the per-host cap at the process's concurrency, as the
-            # baselines have none
-            "SCRAPER_CONCURRENCY": str(args.concurrency), "SCRAPER_PER_HOST": str(args.concurrency),
-            # Stack's test timings replaced by the production defaults
-            "SCRAPELEDGER_COMMIT_INTERVAL_S": str(Settings.model_fields["commit_interval_s"].default),
-            "SCRAPER_TIMEOUT_S": str(Settings.model_fields["scraper_timeout_s"].default),
-        })
+        stack = Stack(settings, tmp, env=stack_env(args))
         cleanup.callback(stack.stop_all)
         edge_port, readyz, edge_ready_s = start_stack(stack)
         ws_url = f"ws://127.0.0.1:{edge_port}/"
@@ -525,21 +577,20 @@ def main() -> int:
         print(f"stack up in {time.perf_counter() - began:.0f} s; warming up with {args.warmup_jobs} jobs",
               file=sys.stderr)
         bench.ws("warm", 20, 25, args.warmup_jobs)
-        rounds = [bench.round(rnd) for rnd in range(1, args.rounds + 1)]
-    med = medians(rounds)
-    info = {"cores": os.cpu_count(), "load_start": load_start, "load_end": os.getloadavg()[0],
-            "python": platform.python_version(), "aiohttp": version("aiohttp"),
-            "tornado": version("tornado"), "scrapy": scrapy_version, "kafka": KAFKA_VERSION,
-            "broker": "local" if broker_pid is not None else "external",
-            "wall_s": time.perf_counter() - began}
-    goals = report(args, med, ready, info, list(pids))
-    print(f"\n(whole run {info['wall_s']:.0f} s)")
-    if args.json:
-        args.json.write_text(json.dumps({
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "info": info, "ready": ready, "rounds": rounds, "median": med, "goals": goals,
-        }, indent=1))
-    return 0
+        return [bench.round(rnd) for rnd in range(1, args.rounds + 1)], ready, pids
+
+
+def stack_env(args: argparse.Namespace) -> dict[str, str]:
+    """The stack's environment: production timings, and the scraper as wide as the baselines."""
+    return {
+        "SCRAPELEDGER_LOG_LEVEL": args.log_level,
+        # every page is on one host: the per-host cap at the process's concurrency, as the
+        # baselines have none
+        "SCRAPER_CONCURRENCY": str(args.concurrency), "SCRAPER_PER_HOST": str(args.concurrency),
+        # Stack's test timings replaced by the production defaults
+        "SCRAPELEDGER_COMMIT_INTERVAL_S": str(Settings.model_fields["commit_interval_s"].default),
+        "SCRAPER_TIMEOUT_S": str(Settings.model_fields["scraper_timeout_s"].default),
+    }
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

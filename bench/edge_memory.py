@@ -126,50 +126,59 @@ class Client:
                 raise SystemExit(f"unexpected frame: {msg}")
 
 
-async def measure(stack: Stack, ws_url: str, page: str, args: argparse.Namespace) -> list[Sample]:
-    base = ws_url.replace("ws://", "http://").rstrip("/")
-    edge_pid = stack.procs[EDGE].popen.pid
-    numbers = itertools.count()
-    conns = [
-        await websocket_connect(ws_url, max_message_size=64 * MiB) for _ in range(args.clients)
-    ]
-    clients = [Client(c, args.window) for c in conns]
-    start = time.perf_counter()
+class Run:
+    """The clients of one measurement, the steps they run and the samples taken between steps."""
 
-    async def step(n: int) -> None:
+    def __init__(self, stack: Stack, ws_url: str, page: str, args: argparse.Namespace,
+                 conns: list[WebSocketClientConnection]) -> None:
+        self.stack, self.page, self.args = stack, page, args
+        self.base = ws_url.replace("ws://", "http://").rstrip("/")
+        self.edge_pid = stack.procs[EDGE].popen.pid
+        self.numbers = itertools.count()
+        self.clients = [Client(c, args.window) for c in conns]
+        self.start = time.perf_counter()
+
+    async def step(self, n: int) -> None:
         """Run ``n`` jobs to their results; stop the run if a component dies or nothing finishes
         for ``--stall`` seconds (a dead processor would otherwise leave the clients waiting)."""
-        urls = [page.format(n=next(numbers)) for _ in range(n)]
+        urls = [self.page.format(n=next(self.numbers)) for _ in range(n)]
+        clients = self.clients
         task = asyncio.ensure_future(
             asyncio.gather(*(c.run(urls[i :: len(clients)]) for i, c in enumerate(clients)))
         )
         seen, since = -1, time.monotonic()
         while not task.done():
             await asyncio.wait({task}, timeout=2.0)
-            dead = [name for name, proc in stack.procs.items() if proc.popen.poll() is not None]
+            dead = [name for name, proc in self.stack.procs.items() if proc.popen.poll() is not None]
             progress = sum(c.finished for c in clients)
             if progress != seen:
                 seen, since = progress, time.monotonic()
-            if dead or time.monotonic() - since > args.stall:
+            if dead or time.monotonic() - since > self.args.stall:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                why = f"{', '.join(dead)} exited" if dead else f"no result for {args.stall:.0f} s"
-                tails = "".join(f"--- {name} (last lines):\n{''.join(proc.lines[-15:])}"
-                                for name, proc in stack.procs.items() if name in dead or not dead)
-                stuck = {j: t - start for c in clients for j, t in c.accepted.items()}
-                raise SystemExit(f"run stopped after {progress:,} results in all: {why}\n{tails}"
-                                 f"--- accepted jobs without a result, and their ledger events:\n"
-                                 f"{ledger_of(stack.settings, stuck)}")
+                raise SystemExit(self.stalled(dead, progress))
         task.result()
 
-    async def sample(jobs: int) -> Sample:
-        await asyncio.sleep(args.settle)
-        m = await metrics(base)
-        st = proc_status(edge_pid)
+    def stalled(self, dead: list[str], progress: int) -> str:
+        """Why the run stopped: who exited (or how long nothing came), their last lines, and the
+        jobs still waiting with their ledger events."""
+        why = f"{', '.join(dead)} exited" if dead else f"no result for {self.args.stall:.0f} s"
+        tails = "".join(f"--- {name} (last lines):\n{''.join(proc.lines[-15:])}"
+                        for name, proc in self.stack.procs.items() if name in dead or not dead)
+        stuck = {j: t - self.start for c in self.clients for j, t in c.accepted.items()}
+        return (f"run stopped after {progress:,} results in all: {why}\n{tails}"
+                f"--- accepted jobs without a result, and their ledger events:\n"
+                f"{ledger_of(self.stack.settings, stuck)}")
+
+    async def sample(self, jobs: int) -> Sample:
+        """The edge's memory and counters once it is quiescent, and the other processes' RSS."""
+        await asyncio.sleep(self.args.settle)
+        m = await metrics(self.base)
+        st = proc_status(self.edge_pid)
         return Sample(
             jobs=jobs,
-            seconds=time.perf_counter() - start,
+            seconds=time.perf_counter() - self.start,
             rss=st["VmRSS"],
             anon=st["RssAnon"],
             hwm=st["VmHWM"],
@@ -177,24 +186,31 @@ async def measure(stack: Stack, ws_url: str, page: str, args: argparse.Namespace
             outstanding=m.get("scrapeledger_jobs_submitted_total", float("nan"))
             - m.get("scrapeledger_results_sent_total", float("nan")),
             fds=m.get("process_open_fds", float("nan")),
-            others={name: stack.rss_mib(name) for name in OTHERS},
+            others={name: self.stack.rss_mib(name) for name in OTHERS},
         )
 
-    await step(args.step)  # warm-up
-    samples = [await sample(0)]
+
+async def measure(stack: Stack, ws_url: str, page: str, args: argparse.Namespace) -> list[Sample]:
+    """A warm-up step, then ``--jobs`` in steps with a sample after each, then one without clients."""
+    conns = [
+        await websocket_connect(ws_url, max_message_size=64 * MiB) for _ in range(args.clients)
+    ]
+    run = Run(stack, ws_url, page, args, conns)
+    await run.step(args.step)  # warm-up
+    samples = [await run.sample(0)]
     print(f"warm-up of {args.step:,} jobs done in {samples[0].seconds:.0f} s", flush=True)
     finished = 0
     while finished < args.jobs:
         n = min(args.step, args.jobs - finished)
-        await step(n)
+        await run.step(n)
         finished += n
-        s = await sample(finished)
+        s = await run.sample(finished)
         samples.append(s)
         print(f"  {finished:>9,} jobs  {s.seconds:6.0f} s  edge RSS {s.rss:6.1f} MiB", flush=True)
     for c in conns:
         c.close()
     await asyncio.sleep(1.0)
-    samples.append(await sample(-1))  # after the clients left
+    samples.append(await run.sample(-1))  # after the clients left
     return samples
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
+import itertools
 import statistics
 import sys
 import time
@@ -89,19 +91,19 @@ def with_formats(formats: tuple[str, ...]) -> Callable[[FetchOk], None]:
 def cpu_per_page(work: Callable[[FetchOk], None], pages: list[FetchOk], rounds: int) -> float:
     """Median over rounds of CPU ms per page; each round repeats the set to at least ~0.2 s."""
     work(pages[0])  # warm-up: imports, caches
-    start = thread_cpu_ns()
-    for p in pages:
-        work(p)
-    once = max(1, thread_cpu_ns() - start)
+    once = max(1, cpu_ns(work, pages, 1))
     repeat = max(1, int(0.2e9 / once))
-    samples = []
-    for _ in range(rounds):
-        start = thread_cpu_ns()
-        for _ in range(repeat):
-            for p in pages:
-                work(p)
-        samples.append((thread_cpu_ns() - start) / 1e6 / (repeat * len(pages)))
+    samples = [cpu_ns(work, pages, repeat) / 1e6 / (repeat * len(pages)) for _ in range(rounds)]
     return statistics.median(samples)
+
+
+def cpu_ns(work: Callable[[FetchOk], None], pages: list[FetchOk], repeat: int) -> int:
+    """This thread's CPU time (ns) for ``repeat`` passes of ``work`` over ``pages``."""
+    start = thread_cpu_ns()
+    for _ in range(repeat):
+        for p in pages:
+            work(p)
+    return thread_cpu_ns() - start
 
 
 def table(sets: dict[str, list[FetchOk]], rounds: int) -> None:
@@ -151,6 +153,28 @@ async def loop_gaps(pages: list[FetchOk], where: str) -> tuple[float, float]:
 
 def candidates(sets: dict[str, list[FetchOk]], rounds: int) -> None:
     """Alternatives, where installed: CPU ms per page of the conversion alone (no decode/encode)."""
+    alts = alternatives()
+    print("| library | " + " | ".join(sets) + " |")
+    print("|---|" + "---|" * len(sets))
+    texts = {k: [p.body.decode() for p in v] for k, v in sets.items()}
+    for name, fn in alts.items():
+        cells = [f"{cpu_per_page(cycling(fn, texts[label]), sets[label], rounds):.2f} ms" for label in sets]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def cycling(fn: Callable[[str], Any], pages: list[str]) -> Callable[[FetchOk], None]:
+    """Work for :func:`cpu_per_page` that converts the next of ``pages`` (decoded text, which is
+    what the alternatives take) on each call, whichever fetch result it is handed."""
+    turn = itertools.count()
+
+    def run(_: FetchOk) -> None:
+        fn(pages[next(turn) % len(pages)])
+
+    return run
+
+
+def alternatives() -> dict[str, Callable[[str], Any]]:
+    """The libraries chosen, then every installed alternative, each as a text -> result call."""
     import html_to_markdown
     from selectolax.lexbor import LexborHTMLParser
 
@@ -161,59 +185,48 @@ def candidates(sets: dict[str, list[FetchOk]], rounds: int) -> None:
             h, html_to_markdown.ConversionOptions(extract_metadata=False, output_format="plain")),
         "parse: selectolax": LexborHTMLParser,
     }
-    try:
-        import markdownify
+    for optional in (_markdownify, _html2text, _trafilatura, _inscriptis, _html_text, _resiliparse):
+        with contextlib.suppress(ImportError):  # not installed: not in the table
+            alts |= optional()
+    return alts
 
-        alts["markdown: markdownify"] = markdownify.markdownify
-    except ImportError:
-        pass
-    try:
-        import html2text
 
-        alts["markdown: html2text"] = html2text.html2text
-    except ImportError:
-        pass
-    try:
-        import trafilatura
+def _markdownify() -> dict[str, Callable[[str], Any]]:
+    import markdownify
 
-        alts["markdown: trafilatura"] = lambda h: trafilatura.extract(h, output_format="markdown")
-        alts["text: trafilatura"] = trafilatura.extract
-    except ImportError:
-        pass
-    try:
-        import inscriptis
+    return {"markdown: markdownify": markdownify.markdownify}
 
-        alts["text: inscriptis"] = inscriptis.get_text
-    except ImportError:
-        pass
-    try:
-        import html_text
 
-        alts["text: html-text"] = html_text.extract_text
-    except ImportError:
-        pass
-    try:
-        from resiliparse.extract.html2text import extract_plain_text
-        from resiliparse.parse.html import HTMLTree
+def _html2text() -> dict[str, Callable[[str], Any]]:
+    import html2text
 
-        alts["text: resiliparse"] = lambda h: extract_plain_text(HTMLTree.parse(h))
-    except ImportError:
-        pass
-    print("| library | " + " | ".join(sets) + " |")
-    print("|---|" + "---|" * len(sets))
-    texts = {k: [p.body.decode() for p in v] for k, v in sets.items()}
-    for name, fn in alts.items():
-        cells = []
-        for label in sets:
-            pages = texts[label]
+    return {"markdown: html2text": html2text.html2text}
 
-            def run(p: FetchOk, fn: Callable[[str], Any] = fn, pages: list[str] = pages) -> None:
-                fn(pages[run.i % len(pages)])  # type: ignore[attr-defined]
-                run.i += 1  # type: ignore[attr-defined]
 
-            run.i = 0  # type: ignore[attr-defined]
-            cells.append(f"{cpu_per_page(run, sets[label], rounds):.2f} ms")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+def _trafilatura() -> dict[str, Callable[[str], Any]]:
+    import trafilatura
+
+    return {"markdown: trafilatura": lambda h: trafilatura.extract(h, output_format="markdown"),
+            "text: trafilatura": trafilatura.extract}
+
+
+def _inscriptis() -> dict[str, Callable[[str], Any]]:
+    import inscriptis
+
+    return {"text: inscriptis": inscriptis.get_text}
+
+
+def _html_text() -> dict[str, Callable[[str], Any]]:
+    import html_text
+
+    return {"text: html-text": html_text.extract_text}
+
+
+def _resiliparse() -> dict[str, Callable[[str], Any]]:
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    return {"text: resiliparse": lambda h: extract_plain_text(HTMLTree.parse(h))}
 
 
 def main() -> None:

@@ -9,10 +9,13 @@ from ._history import current_state, history, latest_states
 from ._reader import committed_offsets, consumer, partitions_of, read_to_end
 from ._rebuild import RebuildResult, fold_ledger, rebuild
 from ._redrive import redrive, redrive_events, select, unreadable
+from ._tail import LedgerTail, PoisonRecord
 
 __all__ = [
     "CAUGHT_UP",
     "ExpiryLoop",
+    "LedgerTail",
+    "PoisonRecord",
     "RebuildResult",
     "committed_offsets",
     "consumer",

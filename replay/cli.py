@@ -5,28 +5,27 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import sys
+import threading
 from typing import Annotated, Any
 
 import orjson
 import typer
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 import ledger
-from scrapeledger import topics
 from scrapeledger.clusters import attach
-from scrapeledger.errors import EventError, ScrapeledgerError, UnknownJobError
+from scrapeledger.errors import ScrapeledgerError, UnknownJobError
 from scrapeledger.redact import job_ref, url_ref
 from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault
 
 from ._expire import expire
 from ._history import current_state, history
-from ._reader import consumer, partitions_of
 from ._rebuild import rebuild
 from ._redrive import redrive, redrive_events, select, unreadable
+from ._tail import LedgerTail, PoisonRecord
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and re-drive the job ledger.")
 err = Console(stderr=True)
@@ -209,49 +208,42 @@ def tail_cmd(
     unknown = types - set(ledger.EVENT_TYPES)
     if unknown:
         raise typer.BadParameter(f"unknown event type(s): {', '.join(sorted(unknown))}")
-    topic = settings.topic(topics.LEDGER)
-    c = consumer(settings)
-    stop = False
+    stopping = _stop_on_signals()
+    try:
+        with LedgerTail(settings, types=types, job_id=job, from_beginning=from_beginning) as tail:
+            tail.start()
+            err.print(f"tailing {tail.topic}" + (" from the beginning" if from_beginning else ""))
+            for item in tail.records(stopping.is_set, max_events):
+                _print_tailed(item, as_json)
+    except ScrapeledgerError as exc:
+        raise _fail(exc) from None
+
+
+def _stop_on_signals() -> threading.Event:
+    """Set by SIGTERM or SIGINT: a tail ends between polls, its consumer closed, instead of dying."""
+    stopping = threading.Event()
 
     def on_signal(*_: Any) -> None:
-        nonlocal stop
-        stop = True
+        stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    try:
-        parts = partitions_of(c, topic)
-        if from_beginning:
-            c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        else:  # concrete end offsets, so "tailing" below is a promise: nothing later is missed
-            c.assign([TopicPartition(topic, p, c.get_watermark_offsets(TopicPartition(topic, p))[1])
-                      for p in parts])
-        err.print(f"tailing {topic}" + (" from the beginning" if from_beginning else ""))
-        seen = 0
-        while not stop and (max_events is None or seen < max_events):
-            msg = c.poll(0.5)
-            if msg is None or msg.error() is not None:
-                continue
-            try:
-                event = ledger.decode_event(msg.value())
-            except EventError as exc:
-                err.print(f"[red]poison[/red] {topic}[{msg.partition()}]@{msg.offset()}: {exc}")
-                continue
-            if (types and event.TYPE not in types) or (job and event.job_id != job):
-                continue
-            seen += 1
-            if as_json:
-                sys.stdout.write(orjson.dumps(ledger.event_to_dict(event)).decode() + "\n")
-            else:
-                sys.stdout.write(
-                    f"{_when(event.at)} {job_ref(event.job_id)} {event.TYPE} a{event.attempt} "
-                    f"{event.source} {_details(event)}\n"
-                )
-            sys.stdout.flush()
-    except ScrapeledgerError as exc:
-        raise _fail(exc) from None
-    finally:
-        c.close()
+    return stopping
+
+
+def _print_tailed(item: ledger.Event | PoisonRecord, as_json: bool) -> None:
+    """An event on stdout (a line as it arrives, for pipes); a poison record on stderr."""
+    if isinstance(item, PoisonRecord):
+        err.print(f"[red]poison[/red] {item.topic}[{item.partition}]@{item.offset}: {item.error}")
+        return
+    if as_json:
+        sys.stdout.write(orjson.dumps(ledger.event_to_dict(item)).decode() + "\n")
+    else:
+        sys.stdout.write(
+            f"{_when(item.at)} {job_ref(item.job_id)} {item.TYPE} a{item.attempt} "
+            f"{item.source} {_details(item)}\n"
+        )
+    sys.stdout.flush()
 
 
 @app.command("expire")
