@@ -4,8 +4,9 @@
   acknowledgement before it tells the client ``accepted``.
 * Deliveries: the materializer keys delivery notices by pod id, so Kafka's default partitioner
   puts all of this pod's notices in one partition. The edge computes that partition
-  (:func:`partition_for`) and reads only it, from the end offset it saw at start-up, filtering
-  the rare notice of another pod whose id hashes to the same partition.
+  (:func:`scrapeledger.delivery.pod_partition`) and reads only it, from the end offset it saw
+  at start-up, filtering the rare notice of another pod whose id hashes to the same partition.
+  The route end to end, and the pieces shared with the materializer: :mod:`scrapeledger.delivery`.
 * Bodies: a succeeded job's notice carries (partition, offset) in the bodies topic; a batch of
   notices is resolved with one sequential read per partition run instead of a seek per body.
 """
@@ -23,11 +24,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 import ledger
-from scrapeledger import topics
+from scrapeledger import delivery, topics
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS, KAFKA_LOG, AsyncProducer, fetch_config
 from scrapeledger.errors import BrokerError, MalformedEventError
 from scrapeledger.outage import Outage
-from scrapeledger.partitioner import partition_for
 from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
@@ -81,7 +81,7 @@ class EdgeKafka:
         self._ready = threading.Event()
         self._failed: Exception | None = None
         self._threads: list[threading.Thread] = []
-        self.partition = partition_for(settings.pod_name, settings.delivery_partitions)
+        self.partition = delivery.pod_partition(settings.pod_name, settings.delivery_partitions)
         self._replays: queue.SimpleQueue[ledger.JobState] = queue.SimpleQueue()
         self._outage = Outage(settings, f"edge {settings.pod_name} deliveries")
         self.foreign_notices = 0
@@ -232,22 +232,17 @@ class EdgeKafka:
                 self._outage.failed(KafkaException(msg.error()))
             return None
         self._outage.recovered()
-        key = msg.key()
-        if key is None or key.decode() != self.settings.pod_name:
+        if not delivery.is_for_pod(msg.key(), self.settings.pod_name):
             self.foreign_notices += 1
             return None
         self.notices += 1
         try:
-            data = orjson.loads(msg.value())
-            if not isinstance(data, dict):
-                raise MalformedEventError("a notice is a JSON object")
-            reply_to = data.pop("reply_to", None)
-            return ledger.JobState.from_dict(data), reply_to if isinstance(reply_to, str) else None
+            return delivery.decode_notice(msg.value())
         except (MalformedEventError, orjson.JSONDecodeError) as exc:
             log.warning("bad delivery notice skipped: %s", exc)
             return None
 
-    def _read_bodies(self, bodies: Consumer, wanted: dict[int, set[int]]) -> dict[tuple[int, int], bytes]:
+    def _read_bodies(self, bodies: Consumer, wanted: dict[int, set[int]]) -> dict[BodyKey, bytes]:
         """The wanted bodies; those the broker could not serve (it is away) are read again
         until it is back, so a result never goes out without its page. Only a body below the
         partition's low watermark (past the replay window) is given up as expired."""

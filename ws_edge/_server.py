@@ -2,8 +2,8 @@
 
 The edge holds no job state of its own beyond "which open socket waits for which job": a submit
 is durable in the ledger before the client hears ``accepted``, and a result reaches this pod only
-because the materializer routed it here by pod id. A pod that dies loses nothing but sockets;
-clients reconnect to any pod and ``resume``.
+because the materializer routed it here by pod id (the route: :mod:`scrapeledger.delivery`). A pod
+that dies loses nothing but sockets; clients reconnect to any pod and ``resume``.
 """
 
 from __future__ import annotations
