@@ -468,19 +468,26 @@ class Stream(ApiHandler):
                 # another owner's job: answered as an unknown one, and as late (once caught up)
                 foreign = True
                 continue
-            if not self._started:
-                self._begin()
-            if changed and offset > last and not isinstance(event, NOT_STREAMED):
-                self._send(offset, "transition", ledger.event_to_dict(event))
-            if state.terminal:
-                html = await self.reads.body(state)
-                frame = orjson.loads(result_frame(state, html))
-                frame.pop("event", None)
-                self._send(offset, "result", frame)
-                await self.flush()
-                self.finish()
+            if await self._forward(offset, event, state, changed and offset > last):
                 return
+
+    async def _forward(self, offset: int, event: ledger.Event, state: ledger.JobState, new: bool) -> bool:
+        """Send what one event of the job means to the client (``new``: a change it has not seen):
+        its ``transition``, and the ``result`` once the job finished; True then (the stream ends)."""
+        if not self._started:
+            self._begin()
+        if new and not isinstance(event, NOT_STREAMED):
+            self._send(offset, "transition", ledger.event_to_dict(event))
+        if state.terminal:
+            html = await self.reads.body(state)
+            frame = orjson.loads(result_frame(state, html))
+            frame.pop("event", None)
+            self._send(offset, "result", frame)
             await self.flush()
+            self.finish()
+            return True
+        await self.flush()
+        return False
 
     def _begin(self) -> None:
         self._started = True

@@ -266,24 +266,8 @@ class Edge:
         """
         key = req.idempotency_key
         job_id = job_id or self.job_id_for(req, owner)
-        # a keyed job may be submitted again: each submit is its own request, with its own id
-        event_id = f"{job_id}/submitted" if key is None else f"{job_id}/submitted/{ledger.new_event_id()}"
-        # credentials never reach Kafka in clear: the ledger keeps this event forever
-        request = self.vault.seal(job_id, req.headers, req.proxy)
-        event = ledger.JobSubmitted(
-            job_id=job_id,
-            event_id=event_id,
-            at=ledger.now(),
-            source=self.settings.pod_name,
-            url=req.url,
-            headers=request.headers,
-            timeout_s=req.timeout_s,
-            proxy=request.proxy,
-            sealed=request.sealed,
-            formats=req.formats,
-            owner=owner,
-            idempotency_digest=None if key is None else ledger.key_digest(key),
-        )
+        event = self._submitted(req, job_id, owner)
+        event_id = event.event_id
         if listener is not None:
             self.waiting[job_id][listener] = req.ref
             listener.jobs.add(job_id)
@@ -310,6 +294,28 @@ class Edge:
         if owner is not None and not state.terminal:
             self.key_budget.started(owner, job_id)
         return Submitted(job_id, state.status, state, html)
+
+    def _submitted(self, req: JobRequest, job_id: str, owner: str | None) -> ledger.JobSubmitted:
+        """The ``JobSubmitted`` this pod writes for ``req``, its credentials sealed."""
+        key = req.idempotency_key
+        # a keyed job may be submitted again: each submit is its own request, with its own id
+        event_id = f"{job_id}/submitted" if key is None else f"{job_id}/submitted/{ledger.new_event_id()}"
+        # credentials never reach Kafka in clear: the ledger keeps this event forever
+        request = self.vault.seal(job_id, req.headers, req.proxy)
+        return ledger.JobSubmitted(
+            job_id=job_id,
+            event_id=event_id,
+            at=ledger.now(),
+            source=self.settings.pod_name,
+            url=req.url,
+            headers=request.headers,
+            timeout_s=req.timeout_s,
+            proxy=request.proxy,
+            sealed=request.sealed,
+            formats=req.formats,
+            owner=owner,
+            idempotency_digest=None if key is None else ledger.key_digest(key),
+        )
 
     async def submit(self, sock: Listener, req: JobRequest) -> None:
         """A WebSocket ``job`` frame: ``accepted`` once durable (and known, for a keyed job),
