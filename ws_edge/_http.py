@@ -33,6 +33,7 @@ from ._kafka import body_of
 from ._openapi import openapi_document
 from ._protocol import JobRequest, check_idempotency_key, parse_job, result_frame
 from ._server import Edge, IdempotencyConflict, refuse_unauthorized
+from ._tornado import PathSummary, finished, reason
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +138,12 @@ def job_view(state: ledger.JobState, html: str | None) -> dict[str, Any]:
     }
 
 
-class ApiHandler(tornado.web.RequestHandler):
+class ApiHandler(PathSummary, tornado.web.RequestHandler):
     """JSON in, JSON out, every failure an ``{"error": ...}`` body."""
 
     public = False
     """Answered without an API key even when keys are on (``/openapi.json``)."""
+    summary_names_address = False
 
     def initialize(self, edge: Edge, reads: Reads) -> None:
         self.edge = edge
@@ -183,7 +185,7 @@ class ApiHandler(tornado.web.RequestHandler):
         codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         code = codes.get(status_code, "internal_error" if status_code >= 500 else "bad_request")
         self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps({"error": {"code": code, "message": self._reason}}))
+        self.finish(orjson.dumps({"error": {"code": code, "message": reason(self)}}))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if not isinstance(value, ApiError):
@@ -194,14 +196,11 @@ class ApiHandler(tornado.web.RequestHandler):
             raise unknown(raw)  # an id that cannot exist is unknown, like any other
         return raw
 
-    def _request_summary(self) -> str:
-        return f"{self.request.method} {self.request.path}"  # no query (keys may ride there later)
-
 
 class NotFound(ApiHandler):
     def prepare(self) -> None:
         super().prepare()
-        if self._finished:
+        if finished(self):
             return  # refused (401) already
         raise ApiError(404, "not_found", f"no such resource: {self.request.path}")
 

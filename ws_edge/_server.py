@@ -46,6 +46,7 @@ from ._protocol import (
     result_frame,
     unknown_job_frame,
 )
+from ._tornado import PathSummary, checked_utf8
 
 if TYPE_CHECKING:
     from ._http import Reads
@@ -533,31 +534,13 @@ def _fit_connections(settings: Settings, fd_limit: int | None) -> int:
     return cap
 
 
-class _Utf8Protocol(tornado.websocket.WebSocketProtocol13):
-    """Tornado 6 aborts the TCP connection on a text frame that is not UTF-8; RFC 6455 7.1.7
-    wants close code 1007, so a client learns why. ``_handle_message`` is Tornado's private hook
-    (checked on 6.4-6.6); only the text-frame branch is replaced, the rest is Tornado's."""
-
-    def _handle_message(self, opcode: int, data: bytes) -> asyncio.Future[None] | None:
-        if opcode != 0x1 or self.client_terminated or self._frame_compressed:
-            return super()._handle_message(opcode, data)
-        self._message_bytes_in += len(data)
-        try:
-            decoded = data.decode("utf-8")
-        except UnicodeDecodeError:
-            self.close(1007, "text frame is not valid UTF-8")
-            return None
-        return self._run_callback(self.handler.on_message, decoded)
-
-
-class JobSocket(tornado.websocket.WebSocketHandler):
+class JobSocket(PathSummary, tornado.websocket.WebSocketHandler):
     """One client connection; any number of jobs at once."""
 
+    summary_names_address = False
+
     def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
-        protocol = super().get_websocket_protocol()
-        if type(protocol) is tornado.websocket.WebSocketProtocol13:
-            protocol.__class__ = _Utf8Protocol  # same state, one method replaced
-        return protocol
+        return checked_utf8(super().get_websocket_protocol())  # 1007 for a text frame not UTF-8
 
     def initialize(self, edge: Edge) -> None:
         self.edge = edge
@@ -584,9 +567,6 @@ class JobSocket(tornado.websocket.WebSocketHandler):
                 self.owner = self.edge.keys.authenticate(self.request, query=True)
             except Unauthorized as exc:
                 refuse_unauthorized(self, str(exc))  # the upgrade is refused: no socket opens
-
-    def _request_summary(self) -> str:
-        return f"{self.request.method} {self.request.path}"  # never the query: ?api_key=
 
     def check_origin(self, origin: str) -> bool:
         """Cross-site WebSocket hijacking: any page a user visits could otherwise drive the edge
@@ -710,12 +690,9 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
-class NoQuery(tornado.web.RequestHandler):
+class NoQuery(PathSummary, tornado.web.RequestHandler):
     """Tornado's own warnings (a 405, a bad request) name the request by its URI, query and
     all; these handlers name it by path only, so an ``?api_key=`` never reaches a log."""
-
-    def _request_summary(self) -> str:
-        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
 
 
 class Healthz(NoQuery):
