@@ -62,7 +62,6 @@ LISTEN_BACKLOG = 4096
 """Tornado's default (128) overflowed under a burst of connections: dropped SYNs, retried by
 clients after 1 s, then 2 s, made ``/healthz`` take seconds in the flood bench. The kernel
 caps it at ``net.core.somaxconn``."""
-"""Descriptors kept for everything but client connections (Kafka clients, logs, threads)."""
 
 
 class Listener(Protocol):
