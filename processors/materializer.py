@@ -4,13 +4,13 @@ Per ledger record it loads the job's state from the Quix Streams state store (ch
 so it survives restarts), applies the pure :func:`ledger.fold`, writes the new state to the
 compacted ``job-state`` topic (the latest per job, once per checkpoint: :class:`OutSink`) and,
 when the fold says a result is due (the job just finished, or a client attached to a finished
-job), one delivery notice per pod to the ``deliveries`` topic, keyed by pod id, at once.
+job), one delivery notice per pod to the ``deliveries`` topic, keyed by pod id, at once (the
+route, end to end: :mod:`scrapeledger.delivery`).
 Records that do not decode go to the DLQ instead of stopping the pipeline.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
@@ -18,7 +18,7 @@ import orjson
 from quixstreams.sinks import BaseSink
 
 import ledger
-from scrapeledger import faults, topics
+from scrapeledger import delivery, faults, topics
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError, EventError
 from scrapeledger.observability import EVENTS, JOB_SECONDS, JOBS_FINISHED, POISON
@@ -46,19 +46,13 @@ def poison_record(raw: bytes | None, key: str | None, reason: str, source: str) 
     )
 
 
-def delivery_record(state: ledger.JobState) -> bytes:
-    """The notice an edge needs for its result frame: not the request (headers, proxy, sealed
-    credentials), which the edge never uses and the deliveries topic need not hold."""
-    return dataclasses.replace(state, headers={}, proxy=None, sealed=None).to_json()
+delivery_record = delivery.encode_notice
+"""The notice an edge needs for its result frame (:func:`scrapeledger.delivery.encode_notice`)."""
 
 
 def reply_record(state: ledger.JobState, event: ledger.Event) -> bytes:
-    """A notice answering one request event (a keyed submit, a cancel) to the pod that wrote it:
-    the job's state after the event, and which event it answers (``reply_to``), so the edge can
-    tell "new job" from "already submitted", "conflicting URL", "cancelled" or "too late" with the
-    materializer's own state - ordered with every other event of the job by its partition."""
-    bare = dataclasses.replace(state, headers={}, proxy=None, sealed=None)  # as delivery_record
-    return orjson.dumps({**bare.to_dict(), "reply_to": event.event_id})
+    """The notice answering ``event`` (:func:`scrapeledger.delivery.encode_reply`)."""
+    return delivery.encode_reply(state, event.event_id)
 
 
 def wants_reply(event: ledger.Event) -> bool:
@@ -91,13 +85,15 @@ def materialize_step(
         # A resume of an id the ledger never saw (ids are issued only after JobSubmitted is
         # durable, in the same partition, so none can come later): answer it, keep no state.
         log.info("resume of unknown job %s from %s", job_ref(event.job_id), event.pod)
-        return [Out(topics.DELIVERIES, event.pod, ledger.JobState(job_id=event.job_id).to_json())]
+        return [Out(topics.DELIVERIES, delivery.notice_key(event.pod),
+                    delivery_record(ledger.JobState(job_id=event.job_id)))]
     if before is None and isinstance(event, ledger.JobCancelled):
         log.info("cancel of unknown job %s from %s", job_ref(event.job_id), event.source)
-        return [Out(topics.DELIVERIES, event.source, reply_record(ledger.JobState(job_id=event.job_id),
-                                                                  event))]
+        return [Out(topics.DELIVERIES, delivery.notice_key(event.source),
+                    reply_record(ledger.JobState(job_id=event.job_id), event))]
     after = ledger.fold(before, event)
-    reply = [Out(topics.DELIVERIES, event.source, reply_record(after, event))] if wants_reply(event) else []
+    reply = ([Out(topics.DELIVERIES, delivery.notice_key(event.source), reply_record(after, event))]
+             if wants_reply(event) else [])
     if after is before:
         return reply  # a duplicate or a too-late cancel: answered, nothing else changes
     data = after.to_dict()
@@ -115,7 +111,7 @@ def materialize_step(
     due = ledger.deliveries_due(before, after, event)
     if due:
         notice = delivery_record(after)
-        outs.extend(Out(topics.DELIVERIES, p, notice) for p in due)
+        outs.extend(Out(topics.DELIVERIES, delivery.notice_key(p), notice) for p in due)
         log.debug("job %s %s; delivering to %s", job_ref(event.job_id), after.status, ", ".join(due))
     return outs + reply
 

@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .errors import BrokerError
+from .partitioner import KAFKA_PARTITIONER
 from .settings import Settings
 from .topics import MiB
 
@@ -23,11 +24,13 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.bootstrap_servers,
         # Kafka's Java partitioner, as Quix Streams uses: one job's events land in one partition
-        # whichever process writes them (librdkafka's own default, CRC32, would scatter them)
-        "partitioner": "murmur2",
+        # whichever process writes them, and a pod's delivery notices in the partition it reads
+        "partitioner": KAFKA_PARTITIONER,
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": settings.linger_ms,
+        # every record, page bodies included: the bodies topic keeps what the producer sent
+        # (``compression.type=producer`` in scrapeledger.topics)
         "compression.type": "lz4",
         "message.max.bytes": settings.scraper_max_body_bytes + 2 * MiB,
         # a record waits for a lost broker as long as the process does (librdkafka's default,

@@ -1,11 +1,20 @@
-"""Kafka's default partitioner (murmur2), so an edge pod can compute which partition holds its deliveries.
+"""Kafka's default partitioner (murmur2), computed in Python: which partition holds a key.
 
 Producers (librdkafka with ``partitioner=murmur2``, Quix Streams' default, and the Java client)
-place a keyed record in ``toPositive(murmur2(key)) % partitions``. The edge reads exactly that one
-partition of the deliveries topic, never every pod's results.
+place a keyed record in ``toPositive(murmur2(key)) % partitions``. Knowing that number lets an
+edge pod read just the partition of the deliveries topic that holds its notices
+(:mod:`scrapeledger.delivery`, the route's owner), and ``replay`` read just the partition that
+holds one job's records.
 """
 
 from __future__ import annotations
+
+KAFKA_PARTITIONER = "murmur2"
+"""librdkafka's ``partitioner`` setting for every Scrapeledger producer
+(``scrapeledger.clients.producer_config``): the function this module computes. Quix Streams and
+the Java client use it too; librdkafka's own default (CRC32) would put the edge's
+``JobSubmitted`` and the validator's ``JobValidated`` for one job in different partitions,
+destroying per-job order, and would put notices where no edge reads them."""
 
 _M = 0x5BD1E995
 _SEED = 0x9747B28C

@@ -61,7 +61,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                 "max.message.bytes": str(body_limit),
                 "compression.type": "producer",
             },
-            "Fetched page bodies (zstd from the producer), kept for the replay window.",
+            "Fetched page bodies, lz4-compressed by the producer (kept as sent), for the replay window.",
         ),
         TopicSpec(
             JOB_STATE,

@@ -319,20 +319,9 @@ class Client:
             # HTTPClientError: the pod died mid-handshake (599 stream closed) or is not serving
             # WebSockets yet or any more (503 while draining): another try, maybe another pod
             except (OSError, TimeoutError, WebSocketClosedError, HTTPClientError) as exc:
-                if isinstance(exc, HTTPClientError) and exc.code == 401:
-                    raise UnauthorizedError(  # no retry helps; the key is never in the message
-                        f"{url_ref(self.server)} refused the API key (401 unauthorized): give one "
-                        "with --api-key or SCRAPELEDGER_API_KEY"
-                    ) from None
-                pause = delay * random.uniform(0.5, 1.5)
-                if self._closed:
+                pause = self._pause_after(exc, delay, deadline)
+                if pause is None:
                     return False
-                if loop.time() + pause >= deadline:
-                    raise EdgeUnreachableError(
-                        f"cannot connect to {url_ref(self.server)}: {_reason(exc)}"
-                    ) from None
-                # the server URL may carry ?api_key=: logged without its query
-                log.info("connect to %s failed (%s); retrying in %.1fs", url_ref(self.server), exc, pause)
                 await asyncio.sleep(pause)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -342,6 +331,24 @@ class Client:
             self._conn = conn
             self._connected.set()
             return True
+
+    def _pause_after(self, exc: Exception, delay: float, deadline: float) -> float | None:
+        """How long to wait before the next connect after ``exc`` (``delay``, jittered); None if
+        the client was closed meanwhile. Raises :class:`UnauthorizedError` for a refused key (no
+        retry helps) and :class:`EdgeUnreachableError` once the pause would pass ``deadline``."""
+        if isinstance(exc, HTTPClientError) and exc.code == 401:
+            raise UnauthorizedError(  # the key is never in the message
+                f"{url_ref(self.server)} refused the API key (401 unauthorized): give one "
+                "with --api-key or SCRAPELEDGER_API_KEY"
+            ) from None
+        pause = delay * random.uniform(0.5, 1.5)
+        if self._closed:
+            return None
+        if asyncio.get_running_loop().time() + pause >= deadline:
+            raise EdgeUnreachableError(f"cannot connect to {url_ref(self.server)}: {_reason(exc)}") from None
+        # the server URL may carry ?api_key=: logged without its query
+        log.info("connect to %s failed (%s); retrying in %.1fs", url_ref(self.server), exc, pause)
+        return pause
 
     async def _read_forever(self) -> None:
         try:
@@ -418,69 +425,97 @@ class Client:
             del self._resumes[ref]
 
     def _handle(self, frame: dict[str, Any]) -> None:
+        """One frame from the edge, to whoever waits for it: an answer to a cancel, a submit's
+        ``accepted``, a job's result (or ``unknown_job``), or an ``error`` for a request."""
         event = frame.get("event")
         cancel = self._cancels.get(str(frame.get("ref")))
         if cancel is not None and event in ("cancelled", "unknown_job", "error"):
-            done = cancel[1]
-            if done.done():
-                return
-            if event == "cancelled":
-                done.set_result(str(frame.get("job_id")))
-            elif event == "unknown_job":
-                done.set_exception(UnknownJobError(f"unknown job {frame.get('job_id')}"))
-            else:
-                done.set_exception(ClientError(frame.get("code", "error"), frame.get("message", "")))
-            return
-        if event == "accepted":
-            pending = self._by_ref.pop(str(frame.get("ref")), None)
-            if pending is not None:
-                job_id = frame["job_id"]
-                pending.job_id = job_id
-                self._by_job[job_id] = pending
-                if not pending.accepted.done():
-                    pending.accepted.set_result(job_id)
+            _answer_cancel(cancel[1], frame)
+        elif event == "accepted":
+            self._on_accepted(frame)
         elif event in ("result", "unknown_job"):
-            pending = self._by_job.pop(frame.get("job_id", ""), None)
-            if pending is None or pending.result.done():
-                self.duplicates += 1
-                return
-            self._drop_resumes(pending)
-            if not pending.claimed:
-                self._unclaimed[frame.get("job_id", "")] = pending
-            if event == "unknown_job":
-                pending.result.set_exception(UnknownJobError(f"unknown job {frame.get('job_id')}"))
-            else:
-                pending.result.set_result(frame)
+            self._on_result(frame)
         elif event == "error":
-            ref = str(frame.get("ref"))
-            if frame.get("code") == "rate_limited" and ref in self._resumes:
-                again = self._resumes.pop(ref)
-                self._later(float(frame.get("retry_after") or 1.0), lambda: self._resume_again(again))
-                return
-            if frame.get("code") == "submit_failed" and ref in self._by_ref:
-                # the edge could not record it (Kafka unusable, or no answer in time): the job's
-                # idempotency key makes sending it again safe, and the submit's wait stays bounded
-                again = self._by_ref[ref]
-                self._later(SUBMIT_RETRY_S, lambda: self._submit_again(ref, again))
-                return
-            if frame.get("code") == "rate_limited" and ref in self._by_ref:
-                # the API key's submit limits: the same frame (the same idempotency key) later
-                limited = self._by_ref[ref]
-                self._later(float(frame.get("retry_after") or 1.0), lambda: self._submit_again(ref, limited))
-                return
-            pending = self._by_ref.pop(ref, None) or self._resumes.pop(ref, None)
-            err = ClientError(frame.get("code", "error"), frame.get("message", ""))
-            if pending is not None:
-                if pending.job_id is not None and self._by_job.get(pending.job_id) is pending:
-                    del self._by_job[pending.job_id]
-                self._drop_resumes(pending)
-                for fut in (pending.accepted, pending.result):
-                    if not fut.done():
-                        fut.set_exception(err)
-                if not pending.result.cancelled():
-                    pending.result.exception()  # mark retrieved; accepted carries the error
-            else:
-                log.warning("edge error: %s", err)
+            self._on_error(frame)
+
+    def _on_accepted(self, frame: dict[str, Any]) -> None:
+        pending = self._by_ref.pop(str(frame.get("ref")), None)
+        if pending is not None:
+            job_id = frame["job_id"]
+            pending.job_id = job_id
+            self._by_job[job_id] = pending
+            if not pending.accepted.done():
+                pending.accepted.set_result(job_id)
+
+    def _on_result(self, frame: dict[str, Any]) -> None:
+        """A ``result`` or ``unknown_job`` frame: the job's wait ends (a second one is counted
+        as a duplicate: after a reconnect, the old pod and the new one may both answer)."""
+        pending = self._by_job.pop(frame.get("job_id", ""), None)
+        if pending is None or pending.result.done():
+            self.duplicates += 1
+            return
+        self._drop_resumes(pending)
+        if not pending.claimed:
+            self._unclaimed[frame.get("job_id", "")] = pending
+        if frame.get("event") == "unknown_job":
+            pending.result.set_exception(UnknownJobError(f"unknown job {frame.get('job_id')}"))
+        else:
+            pending.result.set_result(frame)
+
+    def _on_error(self, frame: dict[str, Any]) -> None:
+        """An ``error`` frame: a request the edge will take later is sent again then; any other
+        fails the request it answers (or is logged, if it answers none)."""
+        ref = str(frame.get("ref"))
+        if self._retry_later(frame, ref):
+            return
+        pending = self._by_ref.pop(ref, None) or self._resumes.pop(ref, None)
+        err = ClientError(frame.get("code", "error"), frame.get("message", ""))
+        if pending is None:
+            log.warning("edge error: %s", err)
+            return
+        if pending.job_id is not None and self._by_job.get(pending.job_id) is pending:
+            del self._by_job[pending.job_id]
+        self._drop_resumes(pending)
+        for fut in (pending.accepted, pending.result):
+            if not fut.done():
+                fut.set_exception(err)
+        if not pending.result.cancelled():
+            pending.result.exception()  # mark retrieved; accepted carries the error
+
+    def _retry_later(self, frame: dict[str, Any], ref: str) -> bool:
+        """Schedule the request an error frame answers to be sent again, if the error says it may
+        be: True when it was. A rate-limited resume or submit waits ``retry_after``; a submit the
+        edge could not record waits :data:`SUBMIT_RETRY_S`."""
+        code = frame.get("code")
+        if code == "rate_limited" and ref in self._resumes:
+            again = self._resumes.pop(ref)
+            self._later(float(frame.get("retry_after") or 1.0), lambda: self._resume_again(again))
+            return True
+        if code == "submit_failed" and ref in self._by_ref:
+            # the edge could not record it (Kafka unusable, or no answer in time): the job's
+            # idempotency key makes sending it again safe, and the submit's wait stays bounded
+            failed = self._by_ref[ref]
+            self._later(SUBMIT_RETRY_S, lambda: self._submit_again(ref, failed))
+            return True
+        if code == "rate_limited" and ref in self._by_ref:
+            # the API key's submit limits: the same frame (the same idempotency key) later
+            limited = self._by_ref[ref]
+            self._later(float(frame.get("retry_after") or 1.0), lambda: self._submit_again(ref, limited))
+            return True
+        return False
+
+
+def _answer_cancel(done: asyncio.Future[str], frame: dict[str, Any]) -> None:
+    """The edge's answer to a cancel, to its waiter: done, an unknown job, or an error."""
+    if done.done():
+        return
+    event = frame.get("event")
+    if event == "cancelled":
+        done.set_result(str(frame.get("job_id")))
+    elif event == "unknown_job":
+        done.set_exception(UnknownJobError(f"unknown job {frame.get('job_id')}"))
+    else:
+        done.set_exception(ClientError(frame.get("code", "error"), frame.get("message", "")))
 
 
 def _spec(job: str | JobSpec) -> JobSpec:

@@ -30,7 +30,8 @@ from ._http import ApiError, ApiHandler, Jobs, Reads, unavailable
 from ._index import ACTIVE, ANY_OWNER, CursorError, RecentJobs
 from ._index_feed import IndexFeed
 from ._openapi import STATUSES
-from ._server import Edge, NoQuery
+from ._server import Edge
+from ._tornado import PathSummary
 
 UI_DIR = Path(__file__).parent / "ui"
 MAX_LIMIT = 200
@@ -125,14 +126,13 @@ class Stats(_IndexReader):
         self.answer(200, index.stats(view_of(self)))
 
 
-class UiRedirect(tornado.web.RedirectHandler):
-    _request_summary = NoQuery._request_summary
+class UiRedirect(PathSummary, tornado.web.RedirectHandler):
+    """``/ui`` -> ``/ui/``, named by path in Tornado's warnings (no ``?api_key=``)."""
 
 
-class UiFiles(tornado.web.StaticFileHandler):
-    """The page's files, with the headers that keep scraped content from ever running here."""
-
-    _request_summary = NoQuery._request_summary  # no ?api_key= in Tornado's warnings
+class UiFiles(PathSummary, tornado.web.StaticFileHandler):
+    """The page's files, with the headers that keep scraped content from ever running here
+    (named by path in Tornado's warnings: no ``?api_key=``)."""
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Content-Security-Policy", CSP)

@@ -11,14 +11,9 @@ import copy
 from typing import Any
 
 from ._index import ACTIVE, CURSOR
-from ._openapi import STATUSES
+from ._openapi import ERROR_BODY, STATUSES, error_response
 
 _ONE = "|".join([*STATUSES, ACTIVE])
-
-
-def _error(description: str) -> dict[str, Any]:
-    schema = {"$ref": "#/components/schemas/Error"}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
@@ -37,9 +32,7 @@ _SUMMARY = {
         "updated_at": _NUM_OR_NULL,
         "finished_at": _NUM_OR_NULL,
         "duration_s": {**_NUM_OR_NULL, "description": "finished_at - submitted_at"},
-        "error": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["code", "message"],
-                                                "properties": {"code": {"type": "string"},
-                                                               "message": {"type": "string"}}}]},
+        "error": {"oneOf": [{"type": "null"}, ERROR_BODY]},
         "http_status": {"type": ["integer", "null"]},
         "events": {"type": "integer", "description": "ledger events folded into this state"},
     },
@@ -91,8 +84,8 @@ _LIST = {
                 "indexed": {"type": "integer"},
                 "capacity": {"type": "integer"},
             }}}}},
-        "400": _error("invalid_status, invalid_query, invalid_cursor or invalid_limit"),
-        "503": _error("unavailable: the index is still being read or Kafka is away"),
+        "400": error_response("invalid_status, invalid_query, invalid_cursor or invalid_limit"),
+        "503": error_response("unavailable: the index is still being read or Kafka is away"),
     },
 }
 
@@ -103,7 +96,7 @@ _PATHS = {
         "responses": {
             "200": {"description": "Counters", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Stats"}}}},
-            "503": _error("unavailable"),
+            "503": error_response("unavailable"),
         },
     }},
 }
@@ -129,10 +122,10 @@ def secured(doc: dict[str, Any]) -> dict[str, Any]:
     doc["security"] = [{"apiKey": []}, {}]
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            op["responses"].setdefault("401", _error("unauthorized: no API key, or not a valid one"))
+            op["responses"].setdefault("401", error_response("unauthorized: no API key, or not a valid one"))
             if (path, method) == ("/v1/jobs", "post"):
                 op["responses"].setdefault("429", {
-                    **_error("rate_limited: the API key's jobs in flight or submits per second"),
+                    **error_response("rate_limited: the API key's jobs in flight or submits per second"),
                     "headers": {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"},
                                                 "description": "seconds"}}})
     return doc

@@ -33,6 +33,7 @@ from ._kafka import body_of
 from ._openapi import openapi_document
 from ._protocol import JobRequest, check_idempotency_key, parse_job, result_frame
 from ._server import Edge, IdempotencyConflict, refuse_unauthorized
+from ._tornado import PathSummary, finished, reason
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +138,12 @@ def job_view(state: ledger.JobState, html: str | None) -> dict[str, Any]:
     }
 
 
-class ApiHandler(tornado.web.RequestHandler):
+class ApiHandler(PathSummary, tornado.web.RequestHandler):
     """JSON in, JSON out, every failure an ``{"error": ...}`` body."""
 
     public = False
     """Answered without an API key even when keys are on (``/openapi.json``)."""
+    summary_names_address = False
 
     def initialize(self, edge: Edge, reads: Reads) -> None:
         self.edge = edge
@@ -183,7 +185,7 @@ class ApiHandler(tornado.web.RequestHandler):
         codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         code = codes.get(status_code, "internal_error" if status_code >= 500 else "bad_request")
         self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps({"error": {"code": code, "message": self._reason}}))
+        self.finish(orjson.dumps({"error": {"code": code, "message": reason(self)}}))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if not isinstance(value, ApiError):
@@ -194,14 +196,11 @@ class ApiHandler(tornado.web.RequestHandler):
             raise unknown(raw)  # an id that cannot exist is unknown, like any other
         return raw
 
-    def _request_summary(self) -> str:
-        return f"{self.request.method} {self.request.path}"  # no query (keys may ride there later)
-
 
 class NotFound(ApiHandler):
     def prepare(self) -> None:
         super().prepare()
-        if self._finished:
+        if finished(self):
             return  # refused (401) already
         raise ApiError(404, "not_found", f"no such resource: {self.request.path}")
 
@@ -468,19 +467,26 @@ class Stream(ApiHandler):
                 # another owner's job: answered as an unknown one, and as late (once caught up)
                 foreign = True
                 continue
-            if not self._started:
-                self._begin()
-            if changed and offset > last and not isinstance(event, NOT_STREAMED):
-                self._send(offset, "transition", ledger.event_to_dict(event))
-            if state.terminal:
-                html = await self.reads.body(state)
-                frame = orjson.loads(result_frame(state, html))
-                frame.pop("event", None)
-                self._send(offset, "result", frame)
-                await self.flush()
-                self.finish()
+            if await self._forward(offset, event, state, changed and offset > last):
                 return
+
+    async def _forward(self, offset: int, event: ledger.Event, state: ledger.JobState, new: bool) -> bool:
+        """Send what one event of the job means to the client (``new``: a change it has not seen):
+        its ``transition``, and the ``result`` once the job finished; True then (the stream ends)."""
+        if not self._started:
+            self._begin()
+        if new and not isinstance(event, NOT_STREAMED):
+            self._send(offset, "transition", ledger.event_to_dict(event))
+        if state.terminal:
+            html = await self.reads.body(state)
+            frame = orjson.loads(result_frame(state, html))
+            frame.pop("event", None)
+            self._send(offset, "result", frame)
             await self.flush()
+            self.finish()
+            return True
+        await self.flush()
+        return False
 
     def _begin(self) -> None:
         self._started = True

@@ -87,20 +87,7 @@ class IndexFeed:
             if not waiting:
                 self._caught_up.set()
             while not self._stop.is_set():
-                batch = consumer.consume(num_messages=1000, timeout=0.5)
-                states: list[ledger.JobState | tuple[str, None]] = []
-                for msg in batch:
-                    item = _state(msg)
-                    if item is not None:
-                        states.append(item)
-                    if waiting and msg.error() is None and msg.offset() >= ends[msg.partition()][1] - 1:
-                        waiting.discard(msg.partition())
-                if states:
-                    self.index.apply(states)
-                if waiting and not batch:  # compaction gaps can hide the last offset
-                    for tp in consumer.position([TopicPartition(topic, p) for p in waiting]):
-                        if tp.offset >= ends[tp.partition][1]:
-                            waiting.discard(tp.partition)
+                self._read_once(consumer, topic, ends, waiting)
                 if not waiting and not self._caught_up.is_set():
                     log.info("recent-jobs index: caught up, %d jobs", len(self.index))
                     self._caught_up.set()
@@ -110,6 +97,26 @@ class IndexFeed:
             self._caught_up.set()
         finally:
             consumer.close()
+
+    def _read_once(
+        self, consumer: Consumer, topic: str, ends: dict[int, tuple[int, int]], waiting: set[int]
+    ) -> None:
+        """One batch of job states into the index; partitions read up to the end they had at
+        start-up leave ``waiting`` (the set of partitions still catching up)."""
+        batch = consumer.consume(num_messages=1000, timeout=0.5)
+        states: list[ledger.JobState | tuple[str, None]] = []
+        for msg in batch:
+            item = _state(msg)
+            if item is not None:
+                states.append(item)
+            if waiting and msg.error() is None and msg.offset() >= ends[msg.partition()][1] - 1:
+                waiting.discard(msg.partition())
+        if states:
+            self.index.apply(states)
+        if waiting and not batch:  # compaction gaps can hide the last offset
+            for tp in consumer.position([TopicPartition(topic, p) for p in waiting]):
+                if tp.offset >= ends[tp.partition][1]:
+                    waiting.discard(tp.partition)
 
     def _assign(self, consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
         """Assign every partition at the first record of the window; ``{p: (start, end)}``."""

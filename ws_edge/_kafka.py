@@ -4,8 +4,9 @@
   acknowledgement before it tells the client ``accepted``.
 * Deliveries: the materializer keys delivery notices by pod id, so Kafka's default partitioner
   puts all of this pod's notices in one partition. The edge computes that partition
-  (:func:`partition_for`) and reads only it, from the end offset it saw at start-up, filtering
-  the rare notice of another pod whose id hashes to the same partition.
+  (:func:`scrapeledger.delivery.pod_partition`) and reads only it, from the end offset it saw
+  at start-up, filtering the rare notice of another pod whose id hashes to the same partition.
+  The route end to end, and the pieces shared with the materializer: :mod:`scrapeledger.delivery`.
 * Bodies: a succeeded job's notice carries (partition, offset) in the bodies topic; a batch of
   notices is resolved with one sequential read per partition run instead of a seek per body.
 """
@@ -23,11 +24,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 import ledger
-from scrapeledger import topics
+from scrapeledger import delivery, topics
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS, KAFKA_LOG, AsyncProducer, fetch_config
 from scrapeledger.errors import BrokerError, MalformedEventError
 from scrapeledger.outage import Outage
-from scrapeledger.partitioner import partition_for
 from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
@@ -42,6 +42,20 @@ page body when that state is a finished job's."""
 
 _RUN_GAP = 500
 """Body offsets closer than this are read in one sequential pass rather than separate seeks."""
+
+BODY_ROUND_S = 10.0
+"""How long one round of :func:`read_bodies` reads before it gives up on the bodies it has not
+met. A round ends as soon as every partition it reads has reached its run's last offset; without
+a bound, a round that can never get there - the broker away, or a start offset the partition no
+longer holds (past retention, the consumer jumps to the partition's end) - would hold every
+other result of the batch. What a round missed is the caller's to read again
+(:meth:`EdgeKafka._read_bodies` does while the broker is away)."""
+
+BodyKey = tuple[int, int]
+"""A body's place in the bodies topic: (partition, offset)."""
+
+Run = tuple[int, list[int]]
+"""A partition and a sorted run of nearby offsets in it, read in one sequential pass."""
 
 
 class EdgeKafka:
@@ -67,7 +81,7 @@ class EdgeKafka:
         self._ready = threading.Event()
         self._failed: Exception | None = None
         self._threads: list[threading.Thread] = []
-        self.partition = partition_for(settings.pod_name, settings.delivery_partitions)
+        self.partition = delivery.pod_partition(settings.pod_name, settings.delivery_partitions)
         self._replays: queue.SimpleQueue[ledger.JobState] = queue.SimpleQueue()
         self._outage = Outage(settings, f"edge {settings.pod_name} deliveries")
         self.foreign_notices = 0
@@ -159,24 +173,9 @@ class EdgeKafka:
             log.info("reading deliveries for pod %s from %s[%d]@%d",
                      settings.pod_name, topic, self.partition, high)
             while not self._stop.is_set():
-                if self._outage.began is not None:  # is it back? (an idle reader sees no record)
-                    try:
-                        deliveries.list_topics(topic, timeout=2)
-                        self._outage.recovered()
-                    except KafkaException:
-                        pass  # still away: error_cb counts it
-                # returns at the first record; a replay waiting shortens the wait
-                batch = _drain(deliveries, wait=0.5 if self._replays.empty() else 0.0)
-                notices = [n for n in map(self._notice, batch) if n is not None]
-                while not self._replays.empty():
-                    notices.append((self._replays.get_nowait(), None))
-                if notices:
-                    with_bodies = self._with_bodies(bodies, [state for state, _ in notices])
-                    self._dispatch(
-                        [d for d, (_, to) in zip(with_bodies, notices, strict=True) if to is None],
-                        [(to, *d) for d, (_, to) in zip(with_bodies, notices, strict=True)
-                         if to is not None],
-                    )
+                if self._outage.began is not None:
+                    self._probe(deliveries, topic)
+                self._read_once(deliveries, bodies)
         except Exception as exc:
             log.exception("deliveries reader failed")
             self._failed = exc
@@ -187,6 +186,30 @@ class EdgeKafka:
         finally:
             deliveries.close()
             bodies.close()
+
+    def _probe(self, deliveries: Consumer, topic: str) -> None:
+        """In an outage: is the broker back? (An idle reader sees no record that would say so.)"""
+        try:
+            deliveries.list_topics(topic, timeout=2)
+            self._outage.recovered()
+        except KafkaException:
+            pass  # still away: error_cb counts it
+
+    def _read_once(self, deliveries: Consumer, bodies: Consumer) -> None:
+        """One batch of this pod's notices (and repeated resumes), with their bodies, handed to
+        the loop: replies to their waiting requests, results to the sockets."""
+        # returns at the first record; a replay waiting shortens the wait
+        batch = _drain(deliveries, wait=0.5 if self._replays.empty() else 0.0)
+        notices = [n for n in map(self._notice, batch) if n is not None]
+        while not self._replays.empty():
+            notices.append((self._replays.get_nowait(), None))
+        if not notices:
+            return
+        with_bodies = self._with_bodies(bodies, [state for state, _ in notices])
+        self._dispatch(
+            [d for d, (_, to) in zip(with_bodies, notices, strict=True) if to is None],
+            [(to, *d) for d, (_, to) in zip(with_bodies, notices, strict=True) if to is not None],
+        )
 
     def _end_offset(self, consumer: Consumer, topic: str) -> int:
         """The deliveries partition's end, retried through a new topic's leader election."""
@@ -209,22 +232,17 @@ class EdgeKafka:
                 self._outage.failed(KafkaException(msg.error()))
             return None
         self._outage.recovered()
-        key = msg.key()
-        if key is None or key.decode() != self.settings.pod_name:
+        if not delivery.is_for_pod(msg.key(), self.settings.pod_name):
             self.foreign_notices += 1
             return None
         self.notices += 1
         try:
-            data = orjson.loads(msg.value())
-            if not isinstance(data, dict):
-                raise MalformedEventError("a notice is a JSON object")
-            reply_to = data.pop("reply_to", None)
-            return ledger.JobState.from_dict(data), reply_to if isinstance(reply_to, str) else None
+            return delivery.decode_notice(msg.value())
         except (MalformedEventError, orjson.JSONDecodeError) as exc:
             log.warning("bad delivery notice skipped: %s", exc)
             return None
 
-    def _read_bodies(self, bodies: Consumer, wanted: dict[int, set[int]]) -> dict[tuple[int, int], bytes]:
+    def _read_bodies(self, bodies: Consumer, wanted: dict[int, set[int]]) -> dict[BodyKey, bytes]:
         """The wanted bodies; those the broker could not serve (it is away) are read again
         until it is back, so a result never goes out without its page. Only a body below the
         partition's low watermark (past the replay window) is given up as expired."""
@@ -325,47 +343,67 @@ def _drain(consumer: Consumer, wait: float = 0.1, most: int = 2000) -> list[Mess
 
 
 def read_bodies(
-    consumer: Consumer, topic: str, wanted: dict[int, set[int]], stop: threading.Event
-) -> dict[tuple[int, int], bytes]:
+    consumer: Consumer, topic: str, wanted: dict[int, set[int]], stop: threading.Event,
+    round_s: float = BODY_ROUND_S,
+) -> dict[BodyKey, bytes]:
     """Fetch the records at the given offsets: every partition's run of nearby offsets is read
-    sequentially, all partitions at once, instead of one seek per body."""
-    runs: list[tuple[int, list[int]]] = []
-    for partition, offsets in wanted.items():
-        ordered = sorted(offsets)
-        current = [ordered[0]]
-        for off in ordered[1:]:
-            if off - current[-1] <= _RUN_GAP:
-                current.append(off)
-            else:
-                runs.append((partition, current))
-                current = [off]
-        runs.append((partition, current))
-    found: dict[tuple[int, int], bytes] = {}
+    sequentially, all partitions at once, instead of one seek per body. Each round reads one
+    run per partition for at most ``round_s``; bodies it did not meet are left out."""
+    runs = [(partition, run) for partition, offsets in wanted.items() for run in _runs_of(offsets)]
+    found: dict[BodyKey, bytes] = {}
     while runs and not stop.is_set():
         # one run per partition per round (gaps between runs are rare: a busy bodies topic)
-        batch: dict[int, list[int]] = {}
-        later: list[tuple[int, list[int]]] = []
-        for partition, run in runs:
-            if partition in batch:
-                later.append((partition, run))
-            else:
-                batch[partition] = run
-        runs = later
-        consumer.assign([TopicPartition(topic, p, run[0]) for p, run in batch.items()])
-        need = {(p, off) for p, run in batch.items() for off in run}
-        ends = {p: run[-1] for p, run in batch.items()}
-        deadline = time.monotonic() + 10.0
-        while ends and not stop.is_set() and time.monotonic() < deadline:
-            for msg in _drain(consumer, wait=0.5):
-                if msg.error() is not None:
-                    continue
-                key = (msg.partition(), msg.offset())
-                if key in need:
-                    need.discard(key)
-                    found[key] = msg.value() or b""
-                if msg.offset() >= ends.get(msg.partition(), 1 << 62):
-                    ends.pop(msg.partition(), None)
-        if need:
-            log.warning("%d bodies not found in %s (expired?)", len(need), topic)
+        batch, runs = _one_run_per_partition(runs)
+        found.update(_read_round(consumer, topic, batch, stop, round_s))
     consumer.unassign()  # an assigned partition would be fetched (and answered) until the next batch
+    return found
+
+
+def _runs_of(offsets: set[int]) -> list[list[int]]:
+    """``offsets`` sorted and cut where two neighbours are more than ``_RUN_GAP`` apart."""
+    ordered = sorted(offsets)
+    runs = [[ordered[0]]]
+    for off in ordered[1:]:
+        if off - runs[-1][-1] <= _RUN_GAP:
+            runs[-1].append(off)
+        else:
+            runs.append([off])
+    return runs
+
+
+def _one_run_per_partition(runs: list[Run]) -> tuple[dict[int, list[int]], list[Run]]:
+    """The first run of each partition (this round's), and the runs left for later rounds."""
+    batch: dict[int, list[int]] = {}
+    later: list[Run] = []
+    for partition, run in runs:
+        if partition in batch:
+            later.append((partition, run))
+        else:
+            batch[partition] = run
+    return batch, later
+
+
+def _read_round(
+    consumer: Consumer, topic: str, batch: dict[int, list[int]], stop: threading.Event, round_s: float
+) -> dict[BodyKey, bytes]:
+    """Read each partition of ``batch`` from its run's first offset to its last, keeping the
+    records the runs name; ends when every partition got there, on ``stop``, or after ``round_s``."""
+    consumer.assign([TopicPartition(topic, p, run[0]) for p, run in batch.items()])
+    need = {(p, off) for p, run in batch.items() for off in run}
+    ends = {p: run[-1] for p, run in batch.items()}  # partitions still read: the offset ending each
+    found: dict[BodyKey, bytes] = {}
+    deadline = time.monotonic() + round_s
+    while ends and not stop.is_set() and time.monotonic() < deadline:
+        for msg in _drain(consumer, wait=0.5):
+            if msg.error() is not None:
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            if (partition, offset) in need:
+                need.discard((partition, offset))
+                found[(partition, offset)] = msg.value() or b""
+            end = ends.get(partition)  # None: this partition is done (a record fetched past it)
+            if end is not None and offset >= end:
+                del ends[partition]
+    if need:
+        log.warning("%d bodies not found in %s (expired?)", len(need), topic)
     return found

@@ -32,6 +32,7 @@ import tornado.iostream
 from tornado.ioloop import IOLoop
 
 from ._limits import Admission, ConnectionBudget, Throttled
+from ._tornado import add_listener, hand_over
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
     def add_sockets(self, sockets: Any) -> None:
         """Tornado's, with :meth:`_accept_handler` instead of ``netutil.add_accept_handler``."""
         for sock in sockets:
-            self._sockets[sock.fileno()] = sock
-            self._handlers[sock.fileno()] = self._accept_handler(sock)
+            add_listener(self, sock, self._accept_handler(sock))
 
     def _accept_handler(self, sock: socket.socket) -> Callable[[], None]:
         loop = IOLoop.current()
@@ -107,7 +107,7 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
                     state["paused"] = True
                     loop.call_later(ACCEPT_PAUSE_S, resume)
                     return
-                self._handle_connection(connection, address)
+                hand_over(self, connection, address)
 
         def remove() -> None:
             if not state["paused"]:

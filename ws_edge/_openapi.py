@@ -14,12 +14,12 @@ from ._protocol import MAX_FORMATS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_URL_CHARS
 STATUSES = ["unknown", "submitted", "validated", "retrying", "redriven", "succeeded", "rejected",
             "failed", "dead_lettered", "expired", "cancelled"]
 
-_ERROR_BODY = {
+ERROR_BODY = {
     "type": "object",
     "required": ["code", "message"],
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
 }
-_ERROR = {"type": "object", "required": ["error"], "properties": {"error": _ERROR_BODY}}
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": ERROR_BODY}}
 
 _KEY = {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS, "pattern": "^[!-~]+$"}
 
@@ -56,7 +56,7 @@ _ACCEPTED = {
 _REFUSED_ENTRY = {
     "type": "object",
     "required": ["job_id", "error"],
-    "properties": {"job_id": {"type": "string"}, "error": _ERROR_BODY},
+    "properties": {"job_id": {"type": "string"}, "error": ERROR_BODY},
 }
 
 _RESULT = {
@@ -74,7 +74,7 @@ _RESULT = {
         "html": {"type": "string"},
         "elapsed_ms": {"type": "number"},
         "truncated": {"type": "boolean"},
-        "error": _ERROR_BODY,
+        "error": ERROR_BODY,
     },
     "additionalProperties": True,
 }
@@ -91,7 +91,7 @@ _JOB = {
         "submitted_at": {"type": ["number", "null"]},
         "updated_at": {"type": ["number", "null"]},
         "finished_at": {"type": ["number", "null"]},
-        "error": {"oneOf": [{"type": "null"}, _ERROR_BODY]},
+        "error": {"oneOf": [{"type": "null"}, ERROR_BODY]},
         "result": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Result"}]},
     },
 }
@@ -117,7 +117,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error(description: str) -> dict[str, Any]:
+def error_response(description: str) -> dict[str, Any]:
+    """A response whose body is the ``Error`` schema (``_dashboard_openapi`` uses it too)."""
     return _json({"$ref": "#/components/schemas/Error"}, description)
 
 
@@ -140,106 +141,10 @@ def openapi_document() -> dict[str, Any]:
             "Every transition is an event in a Kafka ledger. See docs/api.md.",
         },
         "paths": {
-            "/v1/jobs": {
-                "post": {
-                    "operationId": "submitJobs",
-                    "summary": "Submit one job, or a batch ({\"jobs\": [...]})",
-                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                    "schema": _KEY}],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"oneOf": [
-                            {"$ref": "#/components/schemas/JobRequest"},
-                            {"type": "object", "required": ["jobs"], "additionalProperties": False,
-                             "properties": {"jobs": {"type": "array", "minItems": 1, "maxItems": 1000,
-                                                     "items": {"$ref": "#/components/schemas/JobRequest"}}}},
-                        ]}}},
-                    },
-                    "responses": {
-                        "202": _json({"oneOf": [
-                            {"$ref": "#/components/schemas/Accepted"},
-                            {"type": "object", "required": ["jobs"], "properties": {"jobs": {
-                                "type": "array", "items": {"oneOf": [
-                                    {"$ref": "#/components/schemas/Accepted"}, _REFUSED_ENTRY]}}}},
-                        ]}, "Durable in the ledger: the job (or, for a batch, each job in order)"),
-                        "400": _error("Malformed request; nothing was submitted"),
-                        "409": _error("idempotency_conflict: the key was used for another URL"),
-                        "413": _error("body_too_large"),
-                        "503": _error("unavailable or draining: retry (safe with an idempotency key)"),
-                    },
-                }
-            },
-            "/v1/jobs/{job_id}": {
-                "get": {
-                    "operationId": "getJob",
-                    "summary": "The job's state and, when finished, its result",
-                    "parameters": [
-                        _JOB_ID,
-                        {"name": "wait", "in": "query", "required": False,
-                         "schema": {"type": "number", "minimum": 0, "maximum": 60},
-                         "description": "hold the request until the job finishes or S seconds pass"},
-                    ],
-                    "responses": {
-                        "200": _json({"$ref": "#/components/schemas/Job"}, "The job"),
-                        "400": _error("invalid_wait"),
-                        "404": _error("unknown_job"),
-                        "503": _error("unavailable"),
-                    },
-                },
-                "delete": {
-                    "operationId": "cancelJob",
-                    "summary": "Cancel the job",
-                    "parameters": [_JOB_ID],
-                    "responses": {
-                        "200": _json({"type": "object", "required": ["job_id", "status"], "properties": {
-                            "job_id": {"type": "string"}, "status": {"const": "cancelled"}}},
-                            "Cancelled (also when it already was)"),
-                        "404": _error("unknown_job"),
-                        "409": _error("already_finished: nothing changed"),
-                        "503": _error("unavailable"),
-                    },
-                },
-            },
-            "/v1/jobs/{job_id}/events": {
-                "get": {
-                    "operationId": "getJobEvents",
-                    "summary": "The job's ledger history",
-                    "parameters": [_JOB_ID],
-                    "responses": {
-                        "200": _json({"type": "object", "required": ["job_id", "events"], "properties": {
-                            "job_id": {"type": "string"},
-                            "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-                        }}, "Every event of the job, in ledger order"),
-                        "404": _error("unknown_job"),
-                        "503": _error("unavailable"),
-                    },
-                }
-            },
-            "/v1/jobs/{job_id}/stream": {
-                "get": {
-                    "operationId": "streamJob",
-                    "summary": "Server-Sent Events: a `transition` per ledger event, then `result`",
-                    "parameters": [
-                        _JOB_ID,
-                        {"name": "Last-Event-ID", "in": "header", "required": False,
-                         "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                         "description": "resume after this event (any pod)"},
-                    ],
-                    "responses": {
-                        "200": {"description": "The event stream; ids are ledger offsets",
-                                "content": {"text/event-stream": {"schema": {
-                                    "type": "object", "required": ["event", "data"],
-                                    "properties": {
-                                        "id": {"type": "string", "pattern": "^[0-9]+$"},
-                                        "event": {"enum": ["transition", "result"]},
-                                        "data": {"type": "string", "description": "JSON: an /events "
-                                                 "record (transition) or the result"}}}}}},
-                        "400": _error("invalid_last_event_id"),
-                        "404": _error("unknown_job"),
-                        "503": _error("unavailable"),
-                    },
-                }
-            },
+            "/v1/jobs": {"post": _submit_jobs()},
+            "/v1/jobs/{job_id}": {"get": _get_job(), "delete": _cancel_job()},
+            "/v1/jobs/{job_id}/events": {"get": _get_job_events()},
+            "/v1/jobs/{job_id}/stream": {"get": _stream_job()},
         },
         "components": {
             "schemas": {
@@ -252,3 +157,111 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     })
+
+
+def _submit_jobs() -> dict[str, Any]:
+    """``POST /v1/jobs``: one job, or a batch of up to 1000."""
+    batch = {"type": "object", "required": ["jobs"], "additionalProperties": False,
+             "properties": {"jobs": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                     "items": {"$ref": "#/components/schemas/JobRequest"}}}}
+    answers = {"type": "object", "required": ["jobs"], "properties": {"jobs": {
+        "type": "array", "items": {"oneOf": [{"$ref": "#/components/schemas/Accepted"}, _REFUSED_ENTRY]}}}}
+    return {
+        "operationId": "submitJobs",
+        "summary": "Submit one job, or a batch ({\"jobs\": [...]})",
+        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": _KEY}],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/JobRequest"}, batch,
+            ]}}},
+        },
+        "responses": {
+            "202": _json({"oneOf": [{"$ref": "#/components/schemas/Accepted"}, answers]},
+                         "Durable in the ledger: the job (or, for a batch, each job in order)"),
+            "400": error_response("Malformed request; nothing was submitted"),
+            "409": error_response("idempotency_conflict: the key was used for another URL"),
+            "413": error_response("body_too_large"),
+            "503": error_response("unavailable or draining: retry (safe with an idempotency key)"),
+        },
+    }
+
+
+def _get_job() -> dict[str, Any]:
+    """``GET /v1/jobs/{job_id}``, optionally waiting for the job to finish."""
+    wait = {"name": "wait", "in": "query", "required": False,
+            "schema": {"type": "number", "minimum": 0, "maximum": 60},
+            "description": "hold the request until the job finishes or S seconds pass"}
+    return {
+        "operationId": "getJob",
+        "summary": "The job's state and, when finished, its result",
+        "parameters": [_JOB_ID, wait],
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/Job"}, "The job"),
+            "400": error_response("invalid_wait"),
+            "404": error_response("unknown_job"),
+            "503": error_response("unavailable"),
+        },
+    }
+
+
+def _cancel_job() -> dict[str, Any]:
+    """``DELETE /v1/jobs/{job_id}``."""
+    cancelled = {"type": "object", "required": ["job_id", "status"], "properties": {
+        "job_id": {"type": "string"}, "status": {"const": "cancelled"}}}
+    return {
+        "operationId": "cancelJob",
+        "summary": "Cancel the job",
+        "parameters": [_JOB_ID],
+        "responses": {
+            "200": _json(cancelled, "Cancelled (also when it already was)"),
+            "404": error_response("unknown_job"),
+            "409": error_response("already_finished: nothing changed"),
+            "503": error_response("unavailable"),
+        },
+    }
+
+
+def _get_job_events() -> dict[str, Any]:
+    """``GET /v1/jobs/{job_id}/events``: the job's ledger history."""
+    history = {"type": "object", "required": ["job_id", "events"], "properties": {
+        "job_id": {"type": "string"},
+        "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+    }}
+    return {
+        "operationId": "getJobEvents",
+        "summary": "The job's ledger history",
+        "parameters": [_JOB_ID],
+        "responses": {
+            "200": _json(history, "Every event of the job, in ledger order"),
+            "404": error_response("unknown_job"),
+            "503": error_response("unavailable"),
+        },
+    }
+
+
+def _stream_job() -> dict[str, Any]:
+    """``GET /v1/jobs/{job_id}/stream``: Server-Sent Events, resumable with ``Last-Event-ID``."""
+    last_event_id = {"name": "Last-Event-ID", "in": "header", "required": False,
+                     "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                     "description": "resume after this event (any pod)"}
+    event = {
+        "type": "object", "required": ["event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "event": {"enum": ["transition", "result"]},
+            "data": {"type": "string", "description": "JSON: an /events record (transition) or the result"},
+        },
+    }
+    return {
+        "operationId": "streamJob",
+        "summary": "Server-Sent Events: a `transition` per ledger event, then `result`",
+        "parameters": [_JOB_ID, last_event_id],
+        "responses": {
+            "200": {"description": "The event stream; ids are ledger offsets",
+                    "content": {"text/event-stream": {"schema": event}}},
+            "400": error_response("invalid_last_event_id"),
+            "404": error_response("unknown_job"),
+            "503": error_response("unavailable"),
+        },
+    }

@@ -2,8 +2,8 @@
 
 The edge holds no job state of its own beyond "which open socket waits for which job": a submit
 is durable in the ledger before the client hears ``accepted``, and a result reaches this pod only
-because the materializer routed it here by pod id. A pod that dies loses nothing but sockets;
-clients reconnect to any pod and ``resume``.
+because the materializer routed it here by pod id (the route: :mod:`scrapeledger.delivery`). A pod
+that dies loses nothing but sockets; clients reconnect to any pod and ``resume``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from ._protocol import (
     result_frame,
     unknown_job_frame,
 )
+from ._tornado import PathSummary, checked_utf8
 
 if TYPE_CHECKING:
     from ._http import Reads
@@ -61,7 +62,6 @@ LISTEN_BACKLOG = 4096
 """Tornado's default (128) overflowed under a burst of connections: dropped SYNs, retried by
 clients after 1 s, then 2 s, made ``/healthz`` take seconds in the flood bench. The kernel
 caps it at ``net.core.somaxconn``."""
-"""Descriptors kept for everything but client connections (Kafka clients, logs, threads)."""
 
 
 class Listener(Protocol):
@@ -266,24 +266,8 @@ class Edge:
         """
         key = req.idempotency_key
         job_id = job_id or self.job_id_for(req, owner)
-        # a keyed job may be submitted again: each submit is its own request, with its own id
-        event_id = f"{job_id}/submitted" if key is None else f"{job_id}/submitted/{ledger.new_event_id()}"
-        # credentials never reach Kafka in clear: the ledger keeps this event forever
-        request = self.vault.seal(job_id, req.headers, req.proxy)
-        event = ledger.JobSubmitted(
-            job_id=job_id,
-            event_id=event_id,
-            at=ledger.now(),
-            source=self.settings.pod_name,
-            url=req.url,
-            headers=request.headers,
-            timeout_s=req.timeout_s,
-            proxy=request.proxy,
-            sealed=request.sealed,
-            formats=req.formats,
-            owner=owner,
-            idempotency_digest=None if key is None else ledger.key_digest(key),
-        )
+        event = self._submitted(req, job_id, owner)
+        event_id = event.event_id
         if listener is not None:
             self.waiting[job_id][listener] = req.ref
             listener.jobs.add(job_id)
@@ -310,6 +294,28 @@ class Edge:
         if owner is not None and not state.terminal:
             self.key_budget.started(owner, job_id)
         return Submitted(job_id, state.status, state, html)
+
+    def _submitted(self, req: JobRequest, job_id: str, owner: str | None) -> ledger.JobSubmitted:
+        """The ``JobSubmitted`` this pod writes for ``req``, its credentials sealed."""
+        key = req.idempotency_key
+        # a keyed job may be submitted again: each submit is its own request, with its own id
+        event_id = f"{job_id}/submitted" if key is None else f"{job_id}/submitted/{ledger.new_event_id()}"
+        # credentials never reach Kafka in clear: the ledger keeps this event forever
+        request = self.vault.seal(job_id, req.headers, req.proxy)
+        return ledger.JobSubmitted(
+            job_id=job_id,
+            event_id=event_id,
+            at=ledger.now(),
+            source=self.settings.pod_name,
+            url=req.url,
+            headers=request.headers,
+            timeout_s=req.timeout_s,
+            proxy=request.proxy,
+            sealed=request.sealed,
+            formats=req.formats,
+            owner=owner,
+            idempotency_digest=None if key is None else ledger.key_digest(key),
+        )
 
     async def submit(self, sock: Listener, req: JobRequest) -> None:
         """A WebSocket ``job`` frame: ``accepted`` once durable (and known, for a keyed job),
@@ -527,31 +533,13 @@ def _fit_connections(settings: Settings, fd_limit: int | None) -> int:
     return cap
 
 
-class _Utf8Protocol(tornado.websocket.WebSocketProtocol13):
-    """Tornado 6 aborts the TCP connection on a text frame that is not UTF-8; RFC 6455 7.1.7
-    wants close code 1007, so a client learns why. ``_handle_message`` is Tornado's private hook
-    (checked on 6.4-6.6); only the text-frame branch is replaced, the rest is Tornado's."""
-
-    def _handle_message(self, opcode: int, data: bytes) -> asyncio.Future[None] | None:
-        if opcode != 0x1 or self.client_terminated or self._frame_compressed:
-            return super()._handle_message(opcode, data)
-        self._message_bytes_in += len(data)
-        try:
-            decoded = data.decode("utf-8")
-        except UnicodeDecodeError:
-            self.close(1007, "text frame is not valid UTF-8")
-            return None
-        return self._run_callback(self.handler.on_message, decoded)
-
-
-class JobSocket(tornado.websocket.WebSocketHandler):
+class JobSocket(PathSummary, tornado.websocket.WebSocketHandler):
     """One client connection; any number of jobs at once."""
 
+    summary_names_address = False
+
     def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
-        protocol = super().get_websocket_protocol()
-        if type(protocol) is tornado.websocket.WebSocketProtocol13:
-            protocol.__class__ = _Utf8Protocol  # same state, one method replaced
-        return protocol
+        return checked_utf8(super().get_websocket_protocol())  # 1007 for a text frame not UTF-8
 
     def initialize(self, edge: Edge) -> None:
         self.edge = edge
@@ -578,9 +566,6 @@ class JobSocket(tornado.websocket.WebSocketHandler):
                 self.owner = self.edge.keys.authenticate(self.request, query=True)
             except Unauthorized as exc:
                 refuse_unauthorized(self, str(exc))  # the upgrade is refused: no socket opens
-
-    def _request_summary(self) -> str:
-        return f"{self.request.method} {self.request.path}"  # never the query: ?api_key=
 
     def check_origin(self, origin: str) -> bool:
         """Cross-site WebSocket hijacking: any page a user visits could otherwise drive the edge
@@ -704,12 +689,9 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
-class NoQuery(tornado.web.RequestHandler):
+class NoQuery(PathSummary, tornado.web.RequestHandler):
     """Tornado's own warnings (a 405, a bad request) name the request by its URI, query and
     all; these handlers name it by path only, so an ``?api_key=`` never reaches a log."""
-
-    def _request_summary(self) -> str:
-        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
 
 
 class Healthz(NoQuery):
