@@ -11,7 +11,14 @@ from confluent_kafka.admin import AdminClient
 from scrapeledger import topics
 from scrapeledger.broker import LocalCluster
 from scrapeledger.settings import Settings
-from tests.support.load import assert_pages, assert_same_processes, pids, scrape_through_a_fault
+from tests.support.load import (
+    assert_pages,
+    assert_same_processes,
+    explain_unanswered,
+    pids,
+    save_logs,
+    scrape_through_a_fault,
+)
 from tests.support.stack import Stack, eventually, start_pages
 
 
@@ -42,8 +49,14 @@ def test_three_nodes_replicate_every_topic_and_lose_one_without_losing_a_job(tmp
             stack.processors()
             url = stack.edge("edge-a")
             before = pids(stack)
+
+            def explain(stuck: dict[int, str | None]) -> str:
+                return (explain_unanswered(settings, stack, "edge-a", stuck, tmp_path / "logs")
+                        + f"\nbrokers:\n{cluster.log_tail(200)}")
+
             # node 1 is first in every client's bootstrap list and leads its share
-            assert_pages(scrape_through_a_fault(url, pages, 150, lambda: cluster.kill(0)))
+            assert_pages(scrape_through_a_fault(url, pages, 150, lambda: cluster.kill(0),
+                                                explain=explain))
             assert_same_processes(stack, before)
             # the node comes back on its own directory and ports and rejoins the cluster
             cluster.restart(0)
@@ -51,3 +64,4 @@ def test_three_nodes_replicate_every_topic_and_lose_one_without_losing_a_job(tmp
                        what="node 1 to rejoin", interval=0.5)
         finally:
             stack.stop_all()
+            save_logs(stack, tmp_path / "logs")
