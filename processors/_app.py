@@ -70,8 +70,13 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         **fetch_config(settings),
         "fetch.wait.max.ms": IDLE_FETCH_WAIT_MS,
         "max.poll.interval.ms": 300_000,
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 2_000,
+        # longer than a cluster takes to move the group coordinator off a dead node: it is
+        # fenced after broker.session.timeout.ms (9 s) and only then does __consumer_offsets get
+        # a new leader; a 10 s session ran out first, so librdkafka dropped the assignment as
+        # lost and rejoined, which killed a processor (see is_broker_failure). 45 s is Kafka's
+        # own default (KIP-735); a restarted process still takes its partitions back at once
+        "session.timeout.ms": 45_000,
+        "heartbeat.interval.ms": 3_000,
         # static membership: a restarted process (same POD_NAME: a container restart, a
         # supervisor restart) takes its partitions back at once instead of after a rebalance
         # that waits out the dead member's session
@@ -95,12 +100,28 @@ def is_broker_failure(exc: BaseException) -> bool:
     a fenced static member), ``CheckpointProducerTimeout`` and ``KafkaBrokerUnavailableError``;
     librdkafka raises ``KafkaException`` ("Local: Fatal error" of an idempotent producer); our
     sinks raise ``BrokerError`` when a checkpoint's records could not be written.
+
+    A consumer whose group session ran out while the coordinator was away loses its
+    assignment, and Quix does not get through the rejoin: the new assignment's watermark read
+    fails on a partition whose new leader is not caught up yet (``OFFSET_NOT_AVAILABLE``, raised
+    as a ``PartitionAssignmentError`` *caused by* the ``KafkaException``, hence the walk down
+    the causes), or the checkpoint still holds the lost partitions' offsets and refuses the
+    records the consumer reads again from the committed ones (``InvalidStoredOffset``). Either
+    way a new Application, resuming from the committed offsets, is the way through.
     """
-    from quixstreams.checkpointing.exceptions import CheckpointProducerTimeout
+    from quixstreams.checkpointing.exceptions import CheckpointProducerTimeout, InvalidStoredOffset
     from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
 
-    kinds = (*BROKER_ERRORS, BaseKafkaException, CheckpointProducerTimeout, KafkaBrokerUnavailableError)
-    return isinstance(exc, kinds)
+    kinds = (*BROKER_ERRORS, BaseKafkaException, CheckpointProducerTimeout, KafkaBrokerUnavailableError,
+             InvalidStoredOffset)
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, kinds):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return False
 
 
 class Processor:

@@ -11,17 +11,18 @@ from confluent_kafka.admin import AdminClient
 from scrapeledger import topics
 from scrapeledger.broker import LocalCluster
 from scrapeledger.settings import Settings
-from tests.support.load import assert_pages, assert_same_processes, pids, scrape_through_a_fault
+from tests.support.load import (
+    assert_pages,
+    assert_same_processes,
+    explain_unanswered,
+    pids,
+    save_logs,
+    scrape_through_a_fault,
+)
 from tests.support.stack import Stack, eventually, start_pages
 
 
 @pytest.mark.timeout(480)
-@pytest.mark.xfail(
-    strict=False,
-    reason="quarantined 2026-12-02: in 1 of 3 runs (a fresh-clone CI run) not every job was "
-    "answered within 300 s after node 1's SIGKILL; cause not yet found (the chaos long form "
-    "with --nodes 3 lost 0 jobs). Runs every time; XPASS is the usual outcome.",
-)
 def test_three_nodes_replicate_every_topic_and_lose_one_without_losing_a_job(tmp_path: Path) -> None:
     with LocalCluster(3, port=0, data_dir=tmp_path / "kafka") as cluster, start_pages() as pages:
         settings = Settings(
@@ -42,8 +43,14 @@ def test_three_nodes_replicate_every_topic_and_lose_one_without_losing_a_job(tmp
             stack.processors()
             url = stack.edge("edge-a")
             before = pids(stack)
+
+            def explain(stuck: dict[int, str | None]) -> str:
+                return (explain_unanswered(settings, stack, "edge-a", stuck, tmp_path / "logs")
+                        + f"\nbrokers:\n{cluster.log_tail(200)}")
+
             # node 1 is first in every client's bootstrap list and leads its share
-            assert_pages(scrape_through_a_fault(url, pages, 150, lambda: cluster.kill(0)))
+            assert_pages(scrape_through_a_fault(url, pages, 150, lambda: cluster.kill(0),
+                                                explain=explain))
             assert_same_processes(stack, before)
             # the node comes back on its own directory and ports and rejoins the cluster
             cluster.restart(0)
@@ -51,3 +58,4 @@ def test_three_nodes_replicate_every_topic_and_lose_one_without_losing_a_job(tmp
                        what="node 1 to rejoin", interval=0.5)
         finally:
             stack.stop_all()
+            save_logs(stack, tmp_path / "logs")

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-from quixstreams.checkpointing.exceptions import CheckpointConsumerCommitError
+from quixstreams.checkpointing.exceptions import CheckpointConsumerCommitError, InvalidStoredOffset
+from quixstreams.exceptions import PartitionAssignmentError
 
 from processors._app import is_broker_failure
 from scrapeledger import outage
@@ -96,6 +97,25 @@ def test_kafka_failures_are_ridden_out_and_bugs_are_not() -> None:
     assert is_broker_failure(commit)
     assert not is_broker_failure(InjectedFault("x"))
     assert not is_broker_failure(ValueError("x"))
+
+
+def _wrapped(cause: Exception) -> PartitionAssignmentError:
+    """How Quix raises an error of a rebalance callback: wrapped, the original as the cause."""
+    wrapped = PartitionAssignmentError("Error during partition assignment")
+    wrapped.__cause__ = cause
+    return wrapped
+
+
+def test_a_lost_assignment_is_ridden_out() -> None:
+    """What Quix raised after a group session ran out while a cluster moved its coordinator
+    (test_broker_cluster): a rejoin's watermark read on a just-elected leader, wrapped by Quix,
+    and the replay from the committed offsets that the stale checkpoint refused."""
+    watermarks = KafkaException(KafkaError(KafkaError.OFFSET_NOT_AVAILABLE,
+                                           "Leader high watermark is not caught up"))
+    assert is_broker_failure(_wrapped(watermarks))
+    assert is_broker_failure(InvalidStoredOffset("Cannot store offset smaller or equal than "
+                                                 "already processed one: 160 <= 211"))
+    assert not is_broker_failure(_wrapped(ValueError("a bug in a callback")))
 
 
 def test_a_lost_brokers_client_chatter_passes_once_per_back_off_step(clock: Clock) -> None:
