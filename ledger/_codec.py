@@ -21,12 +21,7 @@ from typing import Any
 
 import orjson
 
-from scrapeledger.errors import (
-    MalformedEventError,
-    UnknownEventTypeError,
-    UnsupportedVersionError,
-)
-
+from ._errors import MalformedEventError, UnknownEventTypeError, UnsupportedVersionError
 from ._events import _ENVELOPE, EVENT_TYPES, Event, payload_of
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

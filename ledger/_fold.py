@@ -26,8 +26,7 @@ from typing import Any
 
 import orjson
 
-from scrapeledger.errors import InvalidTransitionError, MalformedEventError
-
+from ._errors import InvalidTransitionError, MalformedEventError
 from ._events import (
     DEFAULT_FORMATS,
     REDRIVABLE,

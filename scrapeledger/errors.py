@@ -2,13 +2,39 @@
 
 Every error the project raises on purpose derives from :class:`ScrapeledgerError`, so a caller
 (the CLI, a processor's error callback, a test) can tell "ours, with a clear message" from a bug.
+The root and the ledger's own errors (the ``EventError`` family) are defined in
+:mod:`ledger._errors`, because ``ledger`` imports nothing of the project above it, and are
+re-exported here as the same objects.
 """
 
 from __future__ import annotations
 
+from ledger import (
+    EventError,
+    InvalidTransitionError,
+    MalformedEventError,
+    ScrapeledgerError,
+    UnknownEventTypeError,
+    UnsupportedVersionError,
+)
 
-class ScrapeledgerError(Exception):
-    """Root of every error Scrapeledger raises on purpose."""
+__all__ = [
+    "BrokerError",
+    "BrokerOutageError",
+    "BrokerUnavailableError",
+    "ConfigError",
+    "CredentialsUnreadableError",
+    "EventError",
+    "InjectedFault",
+    "InvalidTransitionError",
+    "LocalBrokerError",
+    "MalformedEventError",
+    "ProtocolError",
+    "ScrapeledgerError",
+    "UnknownEventTypeError",
+    "UnknownJobError",
+    "UnsupportedVersionError",
+]
 
 
 class ConfigError(ScrapeledgerError):
@@ -29,26 +55,6 @@ class BrokerOutageError(BrokerUnavailableError):
 
 class LocalBrokerError(BrokerError):
     """The local Apache Kafka runtime (Java, Maven, the jars) cannot be set up or started."""
-
-
-class EventError(ScrapeledgerError):
-    """An event cannot be decoded or applied."""
-
-
-class MalformedEventError(EventError):
-    """Bytes that are not a well-formed ledger event (bad JSON, missing or mistyped fields)."""
-
-
-class UnknownEventTypeError(EventError):
-    """An event whose ``type`` this code does not know."""
-
-
-class UnsupportedVersionError(EventError):
-    """An event whose schema version ``v`` this code cannot read."""
-
-
-class InvalidTransitionError(EventError):
-    """An event that does not belong to the job it is applied to."""
 
 
 class ProtocolError(ScrapeledgerError):
