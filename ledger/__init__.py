@@ -1,6 +1,19 @@
-"""The job ledger's domain model: events, their wire format and the pure fold into job state."""
+"""The job ledger's domain model: events, their wire format and the pure fold into job state.
+
+It imports only the standard library and orjson (``tests/unit/test_layering.py`` pins that), and
+owns its errors: the :class:`EventError` family and the root :class:`ScrapeledgerError`, which
+``scrapeledger.errors`` re-exports.
+"""
 
 from ._codec import UPCASTERS, decode_event, encode_event, event_to_dict, may_be
+from ._errors import (
+    EventError,
+    InvalidTransitionError,
+    MalformedEventError,
+    ScrapeledgerError,
+    UnknownEventTypeError,
+    UnsupportedVersionError,
+)
 from ._events import (
     DEFAULT_FORMATS,
     EVENT_TYPES,
@@ -56,8 +69,10 @@ __all__ = [
     "AttemptStarted",
     "ClientAttached",
     "Event",
+    "EventError",
     "FetchSpec",
     "Format",
+    "InvalidTransitionError",
     "JobCancelled",
     "JobDeadLettered",
     "JobError",
@@ -69,11 +84,15 @@ __all__ = [
     "JobState",
     "JobSubmitted",
     "JobValidated",
+    "MalformedEventError",
     "ProcessingFailed",
     "ResultDelivered",
     "RetryScheduled",
     "ScrapeSucceeded",
+    "ScrapeledgerError",
     "Status",
+    "UnknownEventTypeError",
+    "UnsupportedVersionError",
     "decode_event",
     "decode_outputs",
     "deliveries_due",

@@ -21,12 +21,7 @@ from typing import Any
 
 import orjson
 
-from scrapeledger.errors import (
-    MalformedEventError,
-    UnknownEventTypeError,
-    UnsupportedVersionError,
-)
-
+from ._errors import MalformedEventError, UnknownEventTypeError, UnsupportedVersionError
 from ._events import _ENVELOPE, EVENT_TYPES, Event, payload_of
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -68,7 +63,23 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(data: bytes | bytearray | memoryview | str | dict[str, Any] | None) -> Event:
-    """Parse and check one ledger record; raise an :class:`EventError` subclass if it is bad."""
+    """Parse and check one ledger record; raise an :class:`EventError` subclass if it is bad.
+
+    Six steps, each pure, in the order their errors are reported: read a JSON object, find its
+    event type, bring its payload to the current version, gather the constructor's fields, check
+    their types, build the event. The per-type facts the steps need come from :data:`_SCHEMAS`,
+    derived once at import.
+    """
+    obj = _parse(data)
+    schema = _schema_of(obj)
+    payload = _current_payload(obj, schema)
+    fields = _gather(obj, payload, schema)
+    _check(fields, schema)
+    return _build(fields, schema)
+
+
+def _parse(data: bytes | bytearray | memoryview | str | dict[str, Any] | None) -> dict[str, Any]:
+    """The record as a JSON object (a dict passes as it is: records already parsed by a reader)."""
     if data is None:
         raise MalformedEventError("empty record (tombstone) where an event was expected")
     if isinstance(data, dict):
@@ -80,64 +91,121 @@ def decode_event(data: bytes | bytearray | memoryview | str | dict[str, Any] | N
             raise MalformedEventError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise MalformedEventError(f"an event is a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _schema_of(obj: dict[str, Any]) -> _Schema:
+    """What is known of the record's event type; refuses a missing or unknown ``type``."""
     type_name = obj.get("type")
     if not isinstance(type_name, str):
         raise MalformedEventError("missing or non-string 'type'")
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise UnknownEventTypeError(f"unknown event type {type_name!r}")
+    return _SCHEMAS[cls]
+
+
+def _current_payload(obj: dict[str, Any], schema: _Schema) -> dict[str, Any]:
+    """The record's payload as the current version of its type has it (old versions upcast)."""
+    name, known = schema.name, schema.cls.VERSION
     version = obj.get("v")
     if type(version) is not int:
-        raise MalformedEventError(f"{type_name}: missing or non-integer 'v'")
+        raise MalformedEventError(f"{name}: missing or non-integer 'v'")
     payload = obj.get("payload")
     if not isinstance(payload, dict):
-        raise MalformedEventError(f"{type_name}: missing or non-object 'payload'")
-    if version > cls.VERSION or version < 1:
+        raise MalformedEventError(f"{name}: missing or non-object 'payload'")
+    if version > known or version < 1:
         raise UnsupportedVersionError(
-            f"{type_name} v{version} is not readable by this code (knows up to v{cls.VERSION})"
+            f"{name} v{version} is not readable by this code (knows up to v{known})"
         )
-    while version < cls.VERSION:
-        upcast = UPCASTERS.get((type_name, version))
+    while version < known:
+        upcast = UPCASTERS.get((name, version))
         if upcast is None:
-            raise UnsupportedVersionError(f"{type_name} v{version} has no upcaster")
+            raise UnsupportedVersionError(f"{name} v{version} has no upcaster")
         payload = upcast(payload)
         version += 1
-    kwargs: dict[str, Any] = {}
+    return payload
+
+
+def _gather(obj: dict[str, Any], payload: dict[str, Any], schema: _Schema) -> dict[str, Any]:
+    """The constructor's keyword arguments, unchecked: the envelope fields, then the payload's
+    (which may name only the type's own fields, never an envelope field)."""
+    fields: dict[str, Any] = {}
     for name in _ENVELOPE:
         if name == "attempt":
-            kwargs[name] = obj.get(name, 0)
+            fields[name] = obj.get(name, 0)
         elif name in obj:
-            kwargs[name] = obj[name]
+            fields[name] = obj[name]
         else:
-            raise MalformedEventError(f"{type_name}: missing envelope field {name!r}")
-    unknown = set(payload) - set(_payload_checkers(cls))
+            raise MalformedEventError(f"{schema.name}: missing envelope field {name!r}")
+    unknown = payload.keys() - schema.payload_fields
     if unknown:
-        raise MalformedEventError(f"{type_name}: unknown payload fields {sorted(unknown)}")
-    kwargs.update(payload)
-    for name, check in _checkers(cls).items():
-        if name in kwargs:
-            if not check(kwargs[name]):
+        raise MalformedEventError(f"{schema.name}: unknown payload fields {sorted(unknown)}")
+    fields.update(payload)
+    return fields
+
+
+def _check(fields: dict[str, Any], schema: _Schema) -> None:
+    """Refuse a field of the wrong type, a missing required field, an empty id."""
+    for name, check in schema.checks:
+        if name in fields:
+            if not check(fields[name]):
                 raise MalformedEventError(
-                    f"{type_name}: field {name!r} has the wrong type ({type(kwargs[name]).__name__})"
+                    f"{schema.name}: field {name!r} has the wrong type ({type(fields[name]).__name__})"
                 )
-        elif name in _required(cls):
-            raise MalformedEventError(f"{type_name}: missing field {name!r}")
-    if not kwargs["job_id"] or not kwargs["event_id"]:
-        raise MalformedEventError(f"{type_name}: empty job_id or event_id")
-    for name in _tuples(cls):
-        if name in kwargs:
-            kwargs[name] = tuple(kwargs[name])
-    return cls(**kwargs)
+        elif name in schema.required:
+            raise MalformedEventError(f"{schema.name}: missing field {name!r}")
+    if not fields["job_id"] or not fields["event_id"]:
+        raise MalformedEventError(f"{schema.name}: empty job_id or event_id")
 
 
-# --- field type checks, derived once per class from the annotations -------------------------
+def _build(fields: dict[str, Any], schema: _Schema) -> Event:
+    """The event from checked fields; JSON arrays become the tuples the dataclass holds."""
+    arrays = [name for name in schema.tuples if name in fields]
+    if arrays:
+        fields = {**fields, **{name: tuple(fields[name]) for name in arrays}}
+    return schema.cls(**fields)
 
-_CHECKER_CACHE: dict[type[Event], dict[str, Callable[[Any], bool]]] = {}
-_REQUIRED_CACHE: dict[type[Event], frozenset[str]] = {}
-_TUPLE_CACHE: dict[type[Event], frozenset[str]] = {}
+
+# --- what decoding knows of each event type, derived once from the annotations ---------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Schema:
+    """One event type as the decoder sees it."""
+
+    cls: type[Event]
+    name: str
+    """``cls.TYPE``, the record's ``type``."""
+    checks: tuple[tuple[str, Callable[[Any], bool]], ...]
+    """Every field (envelope and payload) with its type check, in the dataclass's field order
+    (which is also the order errors are reported in)."""
+    required: frozenset[str]
+    """Fields without a default: a record must carry them."""
+    payload_fields: frozenset[str]
+    """The fields a payload may hold: all but the envelope's."""
+    tuples: tuple[str, ...]
+    """Fields typed ``tuple[...]``: JSON gives lists, the dataclass holds tuples."""
+
+    @classmethod
+    def of(cls, event_type: type[Event]) -> _Schema:
+        hints = typing.get_type_hints(event_type)
+        fields = dataclasses.fields(event_type)
+        return cls(
+            cls=event_type,
+            name=event_type.TYPE,
+            checks=tuple((f.name, _check_for(hints[f.name])) for f in fields),
+            required=frozenset(
+                f.name for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            ),
+            payload_fields=frozenset(f.name for f in fields if f.name not in _ENVELOPE),
+            tuples=tuple(f.name for f in fields if typing.get_origin(hints[f.name]) is tuple),
+        )
 
 
 def _check_for(tp: Any) -> Callable[[Any], bool]:
+    """A predicate for "a JSON value that may go into a field annotated ``tp``"."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         parts = [_check_for(a) for a in typing.get_args(tp)]
@@ -156,7 +224,7 @@ def _check_for(tp: Any) -> Callable[[Any], bool]:
         item_t, ellipsis = typing.get_args(tp)
         assert ellipsis is Ellipsis, f"only variable-length tuples are supported, not {tp!r}"
         ic = _check_for(item_t)
-        # JSON has arrays, not tuples: a list passes here and becomes a tuple in decode_event
+        # JSON has arrays, not tuples: a list passes here and becomes a tuple in _build
         return lambda v: isinstance(v, list | tuple) and all(ic(x) for x in v)
     if origin is dict:
         key_t, val_t = typing.get_args(tp)
@@ -165,37 +233,10 @@ def _check_for(tp: Any) -> Callable[[Any], bool]:
     raise TypeError(f"no checker for {tp!r}")  # a programming error in _events.py
 
 
-def _checkers(cls: type[Event]) -> dict[str, Callable[[Any], bool]]:
-    found = _CHECKER_CACHE.get(cls)
-    if found is None:
-        hints = typing.get_type_hints(cls)
-        found = {
-            f.name: _check_for(hints[f.name]) for f in dataclasses.fields(cls)
-        }
-        _CHECKER_CACHE[cls] = found
-        _REQUIRED_CACHE[cls] = frozenset(
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        )
-        _TUPLE_CACHE[cls] = frozenset(
-            f.name for f in dataclasses.fields(cls) if typing.get_origin(hints[f.name]) is tuple
-        )
-    return found
-
-
-def _payload_checkers(cls: type[Event]) -> dict[str, Callable[[Any], bool]]:
-    return {k: v for k, v in _checkers(cls).items() if k not in _ENVELOPE}
-
-
-def _required(cls: type[Event]) -> frozenset[str]:
-    _checkers(cls)
-    return _REQUIRED_CACHE[cls]
-
-
-def _tuples(cls: type[Event]) -> frozenset[str]:
-    _checkers(cls)
-    return _TUPLE_CACHE[cls]
+_SCHEMAS: dict[type[Event], _Schema] = {cls: _Schema.of(cls) for cls in EVENT_TYPES.values()}
+"""Every known event type's :class:`_Schema`, built once at import (event types are fixed then:
+``EVENT_TYPES`` is a constant), so a decode only looks facts up. ``VERSION`` and
+:data:`UPCASTERS` are read at each decode instead: a schema change (or a test) may set them."""
 
 
 _TYPE_MARK = b'"type":"'

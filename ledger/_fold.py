@@ -22,12 +22,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, assert_never
 
 import orjson
 
-from scrapeledger.errors import InvalidTransitionError, MalformedEventError
-
+from ._errors import InvalidTransitionError, MalformedEventError
 from ._events import (
     DEFAULT_FORMATS,
     REDRIVABLE,
@@ -171,30 +170,92 @@ def _add(items: tuple[str, ...], item: str) -> tuple[str, ...]:
 
 def fold(state: JobState | None, event: Event) -> JobState:
     """Apply one event to a job's state. Pure; never raises for a well-typed event of this job."""
+    state = _state_for(state, event)
+    if event.event_id in state.seen:
+        return state
+    changes = _changes(state, event)
+    return dataclasses.replace(state, **_bookkeeping(state, event, changes), **changes)
+
+
+class _Changes(TypedDict, total=False):
+    """The fields of :class:`JobState` one event sets, apart from the bookkeeping every new event
+    gets (:class:`_Bookkeeping`). Typed, so mypy checks each transition's keys and values against
+    ``JobState`` where they go into ``dataclasses.replace``."""
+
+    status: Status
+    url: str
+    submitted_url: str
+    owner: str | None
+    headers: dict[str, str]
+    timeout_s: float | None
+    proxy: str | None
+    sealed: str | None
+    formats: tuple[str, ...]
+    origin_pod: str
+    submitted_at: float | None
+    finished_at: float | None
+    attempts: int
+    attempt_base: int
+    error: JobError | None
+    result: JobResult | None
+    pods: tuple[str, ...]
+    delivered_to: tuple[str, ...]
+    redrives: int
+
+
+class _Bookkeeping(TypedDict, total=False):
+    """What :func:`fold` sets for every event it has not seen (``updated_at`` not always)."""
+
+    seen: tuple[str, ...]
+    events: int
+    updated_at: float
+
+
+AnyTime = ClientAttached | ResultDelivered | JobSubmitted | JobExpired | JobRedriven
+"""Events that apply whatever the job's status: attaches, deliveries, (re)submits, expiry, redrives."""
+
+Progress = (
+    JobCancelled | JobValidated | JobRejected | AttemptFailed | RetryScheduled | ScrapeSucceeded
+    | JobFailed | JobDeadLettered
+)
+"""Events that move a job along its way; a terminal job takes none of them (terminal is sticky).
+Any other event (``AttemptStarted``, ``ProcessingFailed``) is only recorded as seen."""
+
+
+def _state_for(state: JobState | None, event: Event) -> JobState:
+    """The state ``event`` applies to: a new job's, or ``state`` when it is this event's job."""
     if state is None:
-        state = JobState(job_id=event.job_id)
-    elif state.job_id != event.job_id:
+        return JobState(job_id=event.job_id)
+    if state.job_id != event.job_id:
         raise InvalidTransitionError(
             f"event {event.event_id} of job {event.job_id} applied to job {state.job_id}"
         )
-    if event.event_id in state.seen:
-        return state
-    common: dict[str, Any] = {
-        "seen": (*state.seen, event.event_id),
-        "events": state.events + 1,
-        "updated_at": event.at if state.updated_at is None else max(state.updated_at, event.at),
-    }
-    changes = _transition(state, event)
-    if not changes and isinstance(event, JobCancelled):
-        del common["updated_at"]  # a cancel that changed nothing did not update the job either
-    return dataclasses.replace(state, **common, **changes)
+    return state
 
 
-def _finish(event: Event, status: Status, **more: Any) -> dict[str, Any]:
-    return {"status": status, "finished_at": event.at, **more}
+def _bookkeeping(state: JobState, event: Event, changes: _Changes) -> _Bookkeeping:
+    """What every new event changes: it is seen (so a redelivery changes nothing) and counted,
+    and it moves ``updated_at``, except a cancel that changed nothing (it did not update the
+    job either)."""
+    done: _Bookkeeping = {"seen": (*state.seen, event.event_id), "events": state.events + 1}
+    if changes or not isinstance(event, JobCancelled):
+        done["updated_at"] = event.at if state.updated_at is None else max(state.updated_at, event.at)
+    return done
 
 
-def _transition(state: JobState, event: Event) -> dict[str, Any]:
+def _changes(state: JobState, event: Event) -> _Changes:
+    """The fields ``event`` sets; none when it changes nothing but being seen."""
+    if isinstance(event, AnyTime):
+        return _any_time(state, event)
+    if state.terminal:
+        return {}  # terminal is sticky: a finished job takes no progress
+    if isinstance(event, Progress):
+        return _progress(state, event)
+    return {}  # AttemptStarted, ProcessingFailed: only recorded as seen
+
+
+def _any_time(state: JobState, event: AnyTime) -> _Changes:
+    """An event that applies whatever the status, terminal or not (each decides for itself)."""
     match event:
         case ClientAttached(pod=pod):
             return {"pods": _add(state.pods, pod)}
@@ -205,41 +266,43 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
             # client there waits for the result)
             return {"pods": _add(state.pods, event.source)}
         case JobSubmitted():
-            changes: dict[str, Any] = {
-                "url": event.url,
-                "submitted_url": event.url,
-                "owner": event.owner,
-                "headers": dict(event.headers),
-                "timeout_s": event.timeout_s,
-                "proxy": event.proxy,
-                "sealed": event.sealed,
-                "formats": event.formats,
-                "origin_pod": event.source,
-                "submitted_at": event.at,
-                "pods": (event.source, *(p for p in state.pods if p != event.source)),
-            }
-            if state.status == "unknown":
-                changes["status"] = "submitted"
-            return changes
+            return _first_submit(state, event)
         case JobExpired():
             if state.status == "expired":
                 return {}
-            return _finish(
-                event, "expired", result=None, headers={}, sealed=None,
-                error=JobError(code="expired", message="the result left the replay window"),
-            )
+            gone = JobError(code="expired", message="the result left the replay window")
+            return {**_ended(event, "expired", gone), "result": None, "headers": {}, "sealed": None}
         case JobRedriven():
             if state.status not in REDRIVABLE:
                 return {}
-            return {
-                "status": "redriven",
-                "attempt_base": event.base,
-                "redrives": state.redrives + 1,
-                "error": None,
-                "finished_at": None,
-            }
-    if state.terminal:
-        return {}
+            return {"status": "redriven", "attempt_base": event.base, "redrives": state.redrives + 1,
+                    "error": None, "finished_at": None}
+        case _:
+            assert_never(event)
+
+
+def _first_submit(state: JobState, event: JobSubmitted) -> _Changes:
+    """The job's request, as the first submit asked for it; its pod first among the waiting."""
+    changes: _Changes = {
+        "url": event.url,
+        "submitted_url": event.url,
+        "owner": event.owner,
+        "headers": dict(event.headers),
+        "timeout_s": event.timeout_s,
+        "proxy": event.proxy,
+        "sealed": event.sealed,
+        "formats": event.formats,
+        "origin_pod": event.source,
+        "submitted_at": event.at,
+        "pods": (event.source, *(p for p in state.pods if p != event.source)),
+    }
+    if state.status == "unknown":
+        changes["status"] = "submitted"
+    return changes
+
+
+def _progress(state: JobState, event: Progress) -> _Changes:
+    """A step of a job not finished yet (the caller has checked that it is not)."""
     attempts = max(state.attempts, event.attempt)
     match event:
         case JobCancelled() if state.submitted_at is None:
@@ -247,43 +310,46 @@ def _transition(state: JobState, event: Event) -> dict[str, Any]:
             return {}
         case JobCancelled(reason=reason):
             message = f"cancelled: {reason}" if reason else "cancelled by the client"
-            return _finish(event, "cancelled", error=JobError(code="cancelled", message=message))
+            return _ended(event, "cancelled", JobError(code="cancelled", message=message))
         case JobValidated():
             if state.status in ("unknown", "submitted"):
                 return {"status": "validated", "url": event.url, "formats": event.formats}
             return {}
         case JobRejected(code=code, message=message):
-            return _finish(event, "rejected", error=JobError(code=code, message=message))
+            return _ended(event, "rejected", JobError(code=code, message=message))
         case AttemptFailed(code=code, message=message):
             return {"attempts": attempts, "error": JobError(code=code, message=message)}
         case RetryScheduled():
             return {"status": "retrying", "attempt_base": event.base}
         case ScrapeSucceeded():
-            result = JobResult(
-                final_url=event.final_url,
-                http_status=event.http_status,
-                headers=dict(event.headers),
-                elapsed_ms=event.elapsed_ms,
-                body_bytes=event.body_bytes,
-                truncated=event.truncated,
-                body_partition=event.body_partition,
-                body_offset=event.body_offset,
-                body=event.body,
-                formats=event.formats,
-            )
-            return _finish(event, "succeeded", attempts=attempts, result=result, error=None)
+            return {**_ended(event, "succeeded", None), "attempts": attempts, "result": _result_of(event)}
         case JobFailed(code=code, message=message):
-            return _finish(
-                event, "failed", attempts=attempts, error=JobError(code=code, message=message)
-            )
+            return {**_ended(event, "failed", JobError(code=code, message=message)), "attempts": attempts}
         case JobDeadLettered(code=code, message=message):
-            return _finish(
-                event,
-                "dead_lettered",
-                attempts=attempts,
-                error=JobError(code=code, message=message),
-            )
-    return {}
+            error = JobError(code=code, message=message)
+            return {**_ended(event, "dead_lettered", error), "attempts": attempts}
+        case _:
+            assert_never(event)
+
+
+def _ended(event: Event, status: Status, error: JobError | None) -> _Changes:
+    """The job ends here, with ``status`` and ``error``."""
+    return {"status": status, "finished_at": event.at, "error": error}
+
+
+def _result_of(event: ScrapeSucceeded) -> JobResult:
+    return JobResult(
+        final_url=event.final_url,
+        http_status=event.http_status,
+        headers=dict(event.headers),
+        elapsed_ms=event.elapsed_ms,
+        body_bytes=event.body_bytes,
+        truncated=event.truncated,
+        body_partition=event.body_partition,
+        body_offset=event.body_offset,
+        body=event.body,
+        formats=event.formats,
+    )
 
 
 def fold_all(events: Iterable[Event], states: dict[str, JobState] | None = None) -> dict[str, JobState]:

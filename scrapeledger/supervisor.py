@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from .children import spawn
+from .errors import ScrapeledgerError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ _EDGE_PORT = re.compile(r"listening on port (\d+)")
 _BROKER_READY = re.compile(r"broker ready at (\S+)")
 
 
-class StartFailed(Exception):
+class StartFailed(ScrapeledgerError):
     """A child exited before it was ready (internal: turned into a report and exit code 1)."""
 
 

@@ -1,6 +1,8 @@
 """The WebSocket edge (Tornado) and the Python client that talks to it."""
 
-from ._client import Client, ClientError, ClientTimeoutError, EdgeUnreachableError, UnauthorizedError
+from scrapeledger.errors import ClientError, ClientTimeoutError, EdgeUnreachableError, UnauthorizedError
+
+from ._client import Client
 from ._endpoint import edge_url
 from ._job import JobSpec
 from ._protocol import JobRequest, ResumeRequest, parse_frame, result_fields, result_frame

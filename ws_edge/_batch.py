@@ -17,9 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scrapeledger.errors import ScrapeledgerError, UnknownJobError
+from scrapeledger.errors import (
+    ClientError,
+    ClientTimeoutError,
+    EdgeUnreachableError,
+    ScrapeledgerError,
+    UnknownJobError,
+)
 
-from ._client import Client, ClientError, ClientTimeoutError, EdgeUnreachableError
+from ._client import Client
 from ._job import JobSpec
 
 Outcome = dict[str, Any]

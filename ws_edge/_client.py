@@ -31,7 +31,14 @@ import orjson
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-from scrapeledger.errors import ScrapeledgerError, UnknownJobError
+from scrapeledger.errors import (
+    ClientError,
+    ClientTimeoutError,
+    EdgeUnreachableError,
+    ScrapeledgerError,
+    UnauthorizedError,
+    UnknownJobError,
+)
 from scrapeledger.redact import url_ref
 
 from ._endpoint import edge_url
@@ -42,31 +49,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SUBMIT_RETRY_S = 1.0
 """Pause before a submit the edge could not record (``submit_failed``) is sent again."""
-
-
-class ClientError(ScrapeledgerError):
-    """The edge answered a request with an ``error`` frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class EdgeUnreachableError(ScrapeledgerError):
-    """No edge could be reached: at the first connect, or again after the connection dropped."""
-
-
-class UnauthorizedError(ScrapeledgerError):
-    """The edge refused the connection's API key (HTTP 401): no retry can help."""
-
-
-class ClientTimeoutError(ScrapeledgerError):
-    """A request or a result did not arrive within its bound."""
-
-    def __init__(self, message: str, job_id: str | None = None) -> None:
-        super().__init__(message)
-        self.job_id = job_id
 
 
 @dataclass

@@ -26,7 +26,7 @@ import tornado.web
 
 import ledger
 import replay
-from scrapeledger.errors import BrokerError, ProtocolError, ScrapeledgerError, UnknownJobError
+from scrapeledger.errors import BrokerError, CodedError, ProtocolError, UnknownJobError
 
 from ._auth import Unauthorized
 from ._kafka import body_of
@@ -47,12 +47,12 @@ NOT_STREAMED = (ledger.ClientAttached, ledger.ResultDelivered)
 """Readers' bookkeeping, not transitions of the job: left out of the SSE stream."""
 
 
-class ApiError(ScrapeledgerError):
-    """An answer other than success: HTTP status, stable code, message."""
+class ApiError(CodedError):
+    """An answer other than success: HTTP status, stable code, message (``str()``: the message)."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        super().__init__(code, message)
+        self.status = status
         self.headers = headers or {}
 
 

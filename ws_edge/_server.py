@@ -25,7 +25,7 @@ import tornado.web
 import tornado.websocket
 
 import ledger
-from scrapeledger.errors import BrokerError, ConfigError, ProtocolError, ScrapeledgerError
+from scrapeledger.errors import BrokerError, CodedError, ConfigError, ProtocolError
 from scrapeledger.observability import JOBS_SUBMITTED, RESULTS_SENT, WS_CONNECTIONS, render
 from scrapeledger.redact import job_ref, url_ref
 from scrapeledger.settings import Settings
@@ -85,12 +85,11 @@ class Submitted:
     html: str | None = None
 
 
-class IdempotencyConflict(ScrapeledgerError):
-    """The idempotency key already named a job submitted for another URL."""
+class IdempotencyConflict(CodedError):
+    """The idempotency key already named a job submitted for another URL (``idempotency_conflict``)."""
 
     def __init__(self, job_id: str) -> None:
-        self.message = "this idempotency key was already used for another URL"
-        super().__init__(self.message)
+        super().__init__("idempotency_conflict", "this idempotency key was already used for another URL")
         self.job_id = job_id
 
 

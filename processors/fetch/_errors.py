@@ -1,33 +1,10 @@
-"""Exceptions of the fetch engine: a permanent refusal, and a name that does not resolve (yet).
-
-They are kept apart on purpose: a :class:`Rejection` means "this job can never succeed as asked"
-(the validator turns it into ``JobRejected``), while :class:`ResolutionError` means "DNS did not
-answer now", which must not permanently reject a job - the fetch retries it as ``dns_error``.
+"""The fetch engine's errors, :class:`Rejection` and :class:`ResolutionError`: re-exported here
+from :mod:`scrapeledger.errors`, where every public error class is defined (and where the tree
+says why the two are kept apart), so the fetch modules' imports stay as they were.
 """
 
 from __future__ import annotations
 
-from scrapeledger.errors import ScrapeledgerError
+from scrapeledger.errors import Rejection, ResolutionError
 
-
-class Rejection(ScrapeledgerError):
-    """A URL or address the scraper refuses for good. ``code`` is the wire error code."""
-
-    retryable = False
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class ResolutionError(ScrapeledgerError):
-    """A host name did not resolve. Retryable: DNS outages and new domains are often temporary."""
-
-    code = "dns_error"
-    retryable = True
-
-    def __init__(self, host: str, reason: str) -> None:
-        super().__init__(f"cannot resolve {host!r}: {reason}")
-        self.host = host
-        self.message = f"cannot resolve {host!r}: {reason}"
+__all__ = ["Rejection", "ResolutionError"]
