@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import ledger
-from replay import committed_offsets, read_to_end
 from scrapeledger import topics
 from scrapeledger.errors import EventError
+from scrapeledger.reader import committed_offsets, read_to_end
 from scrapeledger.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
 from ._app import Out, Processor
+from .expiry import ExpiryLoop
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +202,9 @@ def build(settings: Settings) -> Processor:
 
 
 def main(settings: Settings | None = None) -> None:
-    from replay import ExpiryLoop
-
     settings = settings or Settings()
     proc = build(settings)
-    expiry = ExpiryLoop(settings)
+    expiry = ExpiryLoop(settings).start()
     try:
         proc.run()
     finally:
