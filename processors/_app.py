@@ -138,6 +138,9 @@ class Processor:
     a new member with the same ``group.instance.id`` takes over the fenced one's partitions.
     """
 
+    app: Application
+    """The current Application: built by :meth:`start`, and anew after each outage."""
+
     def __init__(
         self,
         settings: Settings,
@@ -148,10 +151,12 @@ class Processor:
         stateful: bool = False,
         salvage: Callable[[ledger.Event], list[ledger.Event]] | None = None,
     ) -> None:
-        """``salvage`` turns an event this processor gave up on into events that keep what the
-        job cannot do without (the materializer keeps the client's pod of a ``JobSubmitted``).
+        """Keep the configuration; nothing is served, asked or read until :meth:`start`.
 
-        Call :meth:`define` with the topology before :meth:`run`."""
+        ``salvage`` turns an event this processor gave up on into events that keep what the
+        job cannot do without (the materializer keeps the client's pod of a ``JobSubmitted``).
+        Call :meth:`define` with the topology, then :meth:`run` (which starts first if
+        :meth:`start` was not called)."""
         self.settings = settings
         self.salvage = salvage
         self.name = name
@@ -161,29 +166,53 @@ class Processor:
         self._stopping = threading.Event()
         self._topology: Topology | None = None
         self._topics: dict[str, Topic] = {}
-        # up before the broker wait: liveness must pass (no restart storm while Kafka is down)
-        # and readiness must answer "not ready" rather than refuse connections
-        self.health = HealthServer(settings.metrics_port_for(name), self.assigned, name,
-                                   settings.metrics_host)
+        self.crashes = CrashLog()
+        """What the ledger says about this group's unfinished work. The same object for the
+        process's life: the topology and the sinks may hold it before :meth:`start` fills it."""
+        self.health: HealthServer | None = None
+        self.specs: dict[str, topics.TopicSpec] = {}
+        self._rf = 1
+        self._rf_config: dict[str, str] = {}
+        self._started = False
+
+    def define(self, topology: Topology) -> Processor:
+        """Keep ``topology``: :meth:`start` runs it on the Application (and on every new one)."""
+        self._topology = topology
+        return self
+
+    def start(self) -> Processor:
+        """Everything before the first record, in this order (once; later calls do nothing):
+
+        1. the health server, before the broker wait: liveness must pass (no restart storm
+           while Kafka is down) and readiness must answer "not ready" rather than refuse
+           connections;
+        2. wait for the broker (up to ``SCRAPELEDGER_BROKER_WAIT_S``);
+        3. attach: which cluster, and whether it is ours to create topics on (the default
+           address); not retried, since a refusal is an answer;
+        4. create the topics, read the crash log and the replication factor, retried as a whole
+           through an outage (a broker that has just come up answers metadata before its
+           partitions have leaders);
+        5. build the Application and define the topology on it.
+        """
+        if self._started:
+            return self
+        settings, name = self.settings, self.name
+        if self.health is None:
+            self.health = HealthServer(settings.metrics_port_for(name), self.assigned, name,
+                                       settings.metrics_host)
         topics.wait_for_broker(settings)
-        # which cluster, and whether it is ours to create topics on (the default address); not
-        # retried: a refusal is an answer, and attach() waits for the broker by itself
         attach(settings, name)
         self.specs = {s.name: s for s in topics.topic_specs(settings)}
 
         def start_up() -> tuple[CrashLog, tuple[int, dict[str, str]]]:
-            # a broker that has just come up answers metadata before its partitions have
-            # leaders (NOT_LEADER_FOR_PARTITION): every start-up read is retried as a whole
             admin = topics.admin_client(settings)
             topics.ensure_topics(settings, admin=admin)
             return read_crash_log(settings, name), topics.replication(settings, admin)
 
-        self.crashes, (self._rf, self._rf_config) = retry(settings, f"{name} start-up", start_up)
-
-    def define(self, topology: Topology) -> Processor:
-        """Build the Application and run ``topology`` on it (again on every restart)."""
-        self._topology = topology
+        crashes, (self._rf, self._rf_config) = retry(settings, f"{name} start-up", start_up)
+        self.crashes.restore(crashes)
         self.app = self._build()
+        self._started = True
         return self
 
     def _new_app(self) -> Application:
@@ -259,6 +288,8 @@ class Processor:
 
     def run(self) -> None:
         """Run the Application until SIGTERM/SIGINT; through a broker outage, run a new one."""
+        self.start()
+        assert self.health is not None
         log.info("%s started (group %s)", self.name, self.settings.group(self.name))
         lag = LagReporter(self.settings, self.name)
         outage = Outage(self.settings, self.name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import ledger
@@ -99,6 +99,15 @@ class CrashLog:
         if self.starts[key] >= SOLO_AFTER:
             return "solo"
         return "run"
+
+    def restore(self, read: CrashLog) -> None:
+        """Take the counts of ``read`` (the start-up read, :func:`read_crash_log`) as this log's.
+
+        A processor hands its log to its topology and sinks before it reads the ledger, so the
+        read goes into a log of its own (retried from scratch if the broker fails half-way)
+        and is moved into the shared one here."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(read, f.name))
 
     @property
     def unfinished(self) -> int:

@@ -203,7 +203,7 @@ def build(settings: Settings) -> Processor:
 
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings()
-    proc = build(settings)
+    proc = build(settings).start()
     expiry = ExpiryLoop(settings).start()
     try:
         proc.run()

@@ -215,11 +215,13 @@ def outcome_events(
 class FetchSink(BaseSink):
     """Runs many fetch attempts at once; commits wait until their results are in Kafka."""
 
-    def __init__(self, settings: Settings, crashes: CrashLog, vault: Vault | None = None) -> None:
+    def __init__(self, settings: Settings, crashes: CrashLog, vault: Vault) -> None:
+        """Nothing starts here: the loop, the producer, the fetcher and the cancel reader are
+        made by :meth:`setup`, which the Application calls when it starts."""
         super().__init__()
         self.settings = settings
         self.crashes = crashes
-        self.vault = vault if vault is not None else Vault.from_settings(settings)
+        self.vault = vault
         # A window wider than the fetcher's own bound: attempts queued behind one slow host's
         # per-host limit must not take every slot from the other hosts' attempts.
         self._slots = threading.BoundedSemaphore(settings.scraper_concurrency * SINK_WINDOW_FACTOR)
@@ -505,14 +507,16 @@ def _describe(event: ledger.Event, result: FetchOk | FetchError) -> str:
 
 
 def build(settings: Settings) -> tuple[Processor, FetchSink]:
-    # Commit less often than the other processors: each checkpoint waits for every fetch it
-    # started, so a longer interval keeps the 64-wide window full between barriers.
+    """The scraper's processor and sink, not started (no broker is asked yet)."""
+    # Commit less often than the other processors: each checkpoint waits for every attempt it
+    # started, so a longer interval keeps the sink's window (SCRAPER_CONCURRENCY x
+    # SINK_WINDOW_FACTOR, 256 attempts by default) full between barriers.
     proc = Processor(settings, "scraper", commit_interval=max(settings.commit_interval_s, 2.0))
-    crashes = proc.crashes
+    crashes = proc.crashes  # filled by proc.start(), from the ledger
     # one sink for the process's life, across the Applications of a broker outage: attempts in
     # flight when the broker went away finish (their producer retries) and the next
     # Application's first checkpoint waits for them
-    sink = FetchSink(settings, crashes)
+    sink = FetchSink(settings, crashes, Vault.from_settings(settings))
 
     def topology(proc: Processor) -> None:
         sdf = proc.app.dataframe(proc.topic(topics.LEDGER))
@@ -525,6 +529,7 @@ def build(settings: Settings) -> tuple[Processor, FetchSink]:
 
 def main(settings: Settings | None = None) -> None:
     proc, sink = build(settings or Settings())
+    proc.start()
     try:
         proc.run()
     except KafkaException as exc:
