@@ -1,7 +1,10 @@
 """What every Quix Streams processor shares: the Application, the topics, and routed outputs.
 
 Processors stay thin: each turns one ledger record into a list of :class:`Out` records with a
-pure step function, and the Quix Streams app routes each ``Out`` to its topic. Values are
+pure step function, and the Quix Streams app routes each ``Out`` to its topic. The step is pure
+(state and record in, outputs out); what the running process adds around it - the Prometheus
+counters and the ``SCRAPELEDGER_FAULTS`` fault points - is wrapped around it in each
+processor's app wiring (``instrumented_step``), never inside it. Values are
 encoded by our own code (``ledger.encode_event``), so the framework's serializers only pass bytes
 through and a record that does not decode reaches our step function instead of crashing the
 consumer.
@@ -44,6 +47,15 @@ class Out:
     topic: str
     key: str
     value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A record a step does not apply: what it writes instead (a DLQ notice, or nothing) and
+    whether the record was poison (did not decode), which the app layer counts."""
+
+    outs: tuple[Out, ...] = ()
+    undecodable: bool = False
 
 
 class RawDeserializer(Deserializer):
