@@ -25,17 +25,16 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer, SerializationContext, Serializer
 from quixstreams.models.topics import Topic
 
-import ledger
 from scrapeledger import topics
-from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config, make_producer, producer_config
+from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config, producer_config
 from scrapeledger.clusters import attach
-from scrapeledger.errors import BrokerOutageError, ScrapeledgerError
+from scrapeledger.errors import BrokerOutageError
 from scrapeledger.observability import HealthServer, LagReporter
 from scrapeledger.outage import BROKER_ERRORS, Outage, retry
-from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
 from ._crashes import CrashLog, read_crash_log
+from ._record_failure import RecordFailures, Salvage
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ class Processor:
         commit_interval: float | None = None,
         commit_every: int = 0,
         stateful: bool = False,
-        salvage: Callable[[ledger.Event], list[ledger.Event]] | None = None,
+        salvage: Salvage | None = None,
     ) -> None:
         """Keep the configuration; nothing is served, asked or read until :meth:`start`.
 
@@ -170,7 +169,6 @@ class Processor:
         Call :meth:`define` with the topology, then :meth:`run` (which starts first if
         :meth:`start` was not called)."""
         self.settings = settings
-        self.salvage = salvage
         self.name = name
         self._commit_interval = settings.commit_interval_s if commit_interval is None else commit_interval
         self._commit_every = commit_every
@@ -181,6 +179,7 @@ class Processor:
         self.crashes = CrashLog()
         """What the ledger says about this group's unfinished work. The same object for the
         process's life: the topology and the sinks may hold it before :meth:`start` fills it."""
+        self.record_failures = RecordFailures(settings, name, self.crashes, salvage)
         self.health: HealthServer | None = None
         self.specs: dict[str, topics.TopicSpec] = {}
         self._rf = 1
@@ -348,79 +347,14 @@ class Processor:
             raise
 
     def _on_processing_error(self, exc: Exception, row: Any, logger: logging.Logger) -> bool:
-        """A step raised: count the failure in the ledger, then crash, or at the limit give up.
-
-        Step functions are total over bad input, so reaching here is a bug, an injected fault or
-        an infrastructure failure. Skipping at once could drop a job for a passing fault, and
-        crashing every time loops forever, so each failure is written to the ledger as
-        ``ProcessingFailed`` (read back by the next process, see ``_crashes``), the process
-        crashes and restarts, and the ``max_processing_failures``-th failure dead-letters the
-        job (``processing_error``, in the ledger and the DLQ) and skips the record.
-        """
+        """Quix's ``on_processing_error``: a step raised on ``row``. A Kafka error is not the
+        record's fault (nothing counted; :meth:`run` starts a new Application); anything else
+        is a record failure (``_record_failure``): counted in the ledger, then crash or give up."""
         if is_broker_failure(exc):
-            # not this record's fault: no failure counted; run() starts a new Application
             log.warning("%s: Kafka error while processing (%s); not counted against the record",
                         self.name, exc)
             return False
-        key = row.key if isinstance(row.key, str) else None
-        if row.topic != self.settings.topic(topics.LEDGER) or not key:
-            log.error("%s failed processing a record of %s: %r", self.name, row.topic, exc)
-            return False
-        where = (self.name, row.partition, row.offset)
-        failures = self.crashes.failures[where] + 1
-        self.crashes.failures[where] = failures
-        limit = self.settings.max_processing_failures
-        log.error(
-            "%s failed on ledger record %d/%d of job %s (failure %d of %d): %r",
-            self.name, row.partition, row.offset, job_ref(key), failures, limit, exc,
-        )
-        marker = f"{key}/{self.name}/p{row.partition}o{row.offset}"
-        common: dict[str, Any] = {"job_id": key, "at": ledger.now(), "source": self.settings.pod_name}
-        events: list[ledger.Event] = [
-            ledger.ProcessingFailed(
-                **common, event_id=f"{marker}/f{failures}", processor=self.name,
-                partition=row.partition, offset=row.offset, failures=failures, error=repr(exc)[:500],
-            )
-        ]
-        give_up = failures >= limit
-        if give_up and self.salvage is not None:
-            try:
-                events.extend(self.salvage(ledger.decode_event(row.value)))
-            except Exception as salvage_error:  # the record may be what is broken
-                log.warning("nothing salvaged from the failed record: %r", salvage_error)
-        if give_up:
-            events.append(
-                ledger.JobDeadLettered(
-                    **common, event_id=f"{marker}/dead", code="processing_error",
-                    message=f"{self.name} failed {failures} times on this job's ledger record "
-                    f"{row.partition}/{row.offset}: {exc!r}"[:1000],
-                )
-            )
-        try:
-            self._write_now(events)
-        except ScrapeledgerError as write_error:
-            log.error("%s could not record the failure (%s); crashing", self.name, write_error)
-            return False
-        return give_up
-
-    def _write_now(self, events: list[ledger.Event]) -> None:
-        """Produce ``events`` to the ledger (dead letters to the DLQ first) and wait for acks."""
-        producer = make_producer(self.settings)
-        errors: list[str] = []
-
-        def on_delivery(err: Any, msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        for event in events:
-            raw = ledger.encode_event(event)
-            if isinstance(event, ledger.JobDeadLettered):
-                producer.produce(self.settings.topic(topics.DLQ), raw, event.job_id, on_delivery=on_delivery)
-                producer.flush(30)
-            producer.produce(self.settings.topic(topics.LEDGER), raw, event.job_id, on_delivery=on_delivery)
-        left = producer.flush(30)
-        if left or errors:
-            raise ScrapeledgerError(f"{left} unsent, errors: {errors}")
+        return self.record_failures.handle(exc, row)
 
 
 def out_key(value: Out) -> str:
