@@ -33,6 +33,7 @@ from scrapeledger.observability import HealthServer, LagReporter
 from scrapeledger.outage import BROKER_ERRORS, Outage, retry
 from scrapeledger.settings import Settings
 
+from ._compat import assigned_partitions
 from ._crashes import CrashLog, read_crash_log
 from ._record_failure import RecordFailures, Salvage
 
@@ -291,11 +292,9 @@ class Processor:
         return self.topic(value.topic)
 
     def assigned(self) -> bool:
-        """Readiness: this consumer holds partitions (so it is connected and in its group)."""
-        # Quix keeps its consumer private; absent (not built, not running) means not ready
-        app = getattr(self, "app", None)  # built after the broker wait
-        consumer = getattr(app, "_consumer", None)
-        return bool(consumer is not None and consumer.assignment())
+        """Readiness: this consumer holds partitions (so it is connected and in its group).
+        Not built yet (the broker wait) or not running means not ready."""
+        return assigned_partitions(getattr(self, "app", None)) > 0
 
     def run(self) -> None:
         """Run the Application until SIGTERM/SIGINT; through a broker outage, run a new one."""

@@ -60,6 +60,9 @@ from ._crashes import FINISHED_KEPT, CrashLog, Plan
 log = logging.getLogger(__name__)
 
 SINK_WINDOW_FACTOR = 4
+"""The sink admits this many times ``SCRAPER_CONCURRENCY`` attempts (256 by default): attempts
+queued behind one slow host's per-host limit, or waiting out a back-off, must not take every
+slot from the other hosts' attempts, while the fetcher bounds what actually fetches."""
 
 
 _WATCHED: tuple[type[ledger.Event], ...] = (

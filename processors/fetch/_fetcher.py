@@ -21,6 +21,7 @@ from scrapeledger.errors import ConfigError
 from scrapeledger.settings import Settings
 
 from ._classify import REDIRECT_STATUSES, classify
+from ._compat import without_cookies
 from ._decoding import bounded_decoder
 from ._errors import Rejection
 from ._guard import AddressGuard, Lookup, system_lookup
@@ -54,19 +55,6 @@ async def _stop_at_redirects(response: httpx.Response) -> None:
     response; redirects are followed by hand here, so they leave the client at this hook."""
     if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
         raise _Redirect(response.headers["location"])
-
-
-class _NoCookies(httpx.Cookies):
-    """A jar that stays empty: httpx's client would otherwise carry one job's cookies into the
-    next. Overriding ``extract_cookies`` (not just refusing in a ``CookieJar`` policy) also skips
-    the urllib request/response wrappers httpx builds per response - about 10% of a fetch's CPU.
-    """
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
-        return None
 
 
 class Fetcher:
@@ -143,7 +131,7 @@ class Fetcher:
             raise RuntimeError("Fetcher is closed")
         if self._client is None:
             self._loop = loop
-            self._client = httpx.AsyncClient(
+            client = httpx.AsyncClient(
                 transport=AiohttpTransport(self.guard, max_header_bytes=self.max_header_bytes),
                 headers={"user-agent": self.user_agent},
                 follow_redirects=False,  # followed by hand: every hop is validated and guarded
@@ -151,8 +139,7 @@ class Fetcher:
                 timeout=None,  # one deadline for the whole fetch, see fetch()
                 trust_env=False,  # no proxies or .netrc credentials from the environment
             )
-            # httpx copies a jar passed to the constructor into a plain Cookies, hence the swap
-            self._client._cookies = _NoCookies()
+            self._client = without_cookies(client)  # one job's cookies never reach another's
         elif loop is not self._loop:
             raise RuntimeError("Fetcher is bound to another event loop; create one per loop")
         return self._client
