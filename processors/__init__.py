@@ -1,7 +1,8 @@
 """Quix Streams processors over the ledger: validator, scraper and state materializer.
 
 Each module exposes a pure step function (unit-tested without a broker), ``build(settings)`` that
-wires it into a Quix Streams application, and ``main(settings)``.
+wires it into a Quix Streams application without touching the broker (``Processor.start()``
+does the I/O), and ``main(settings)``.
 
 ``Out`` and ``Processor`` are loaded on first use: importing a module of this package that
 needs no Quix Streams (``processors.expiry``, which ``replay`` re-exports; ``processors.fetch``)

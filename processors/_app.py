@@ -4,10 +4,12 @@ Processors stay thin: each turns one ledger record into a list of :class:`Out` r
 pure step function, and the Quix Streams app routes each ``Out`` to its topic. The step is pure
 (state and record in, outputs out); what the running process adds around it - the Prometheus
 counters and the ``SCRAPELEDGER_FAULTS`` fault points - is wrapped around it in each
-processor's app wiring (``instrumented_step``), never inside it. Values are
-encoded by our own code (``ledger.encode_event``), so the framework's serializers only pass bytes
-through and a record that does not decode reaches our step function instead of crashing the
-consumer.
+processor's app wiring (``instrumented_step``), never inside it. Values are encoded by our own
+code (``ledger.encode_event``), so the framework's serializers only pass bytes through and a
+record that does not decode reaches our step function instead of crashing the consumer.
+
+Building a :class:`Processor` is cheap; :meth:`Processor.start` (or :meth:`Processor.run`)
+does the I/O: health server, broker wait, topics, crash-log read, the Application.
 """
 
 from __future__ import annotations

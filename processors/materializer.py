@@ -203,7 +203,9 @@ class OutSink(BaseSink):
 # --- app wiring: the pure step, counted and with its fault point ---------------------------
 
 
-def instrumented_step(raw: bytes | None, key: str | None, state: Any, pod: str, fault_spec: str) -> list[Out]:
+def instrumented_step(
+    raw: bytes | None, key: str | None, state: Any, pod: str, fault_spec: str
+) -> list[Out]:
     """:func:`materialize_step` as the pipeline runs it: counted in the metrics, and with the
     ``state`` fault point (``SCRAPELEDGER_FAULTS``) on a ``JobSubmitted`` between decoding and
     folding it - before the state store or any output is touched, so an injected failure leaves
@@ -229,6 +231,7 @@ def _count_finished(state: ledger.JobState) -> None:
 
 
 def build(settings: Settings) -> Processor:
+    """The materializer's processor, not started (no broker is asked yet)."""
     pod, fault_spec = settings.pod_name, settings.faults
 
     def topology(proc: Processor) -> None:

@@ -208,6 +208,7 @@ def instrumented_step(
 
 
 def build(settings: Settings) -> Processor:
+    """The validator's processor, not started (no broker is asked yet; the key store is read)."""
     trusted = trusted_proxies(settings)
     vault = Vault.from_settings(settings)
 
