@@ -220,10 +220,9 @@ def ledger_of(settings: Settings, jobs: dict[str, float], most: int = 20) -> str
     from confluent_kafka import TopicPartition
 
     import ledger
-    from replay import read_to_end
-    from replay._reader import consumer
     from scrapeledger import topics
     from scrapeledger.partitioner import partition_for
+    from scrapeledger.reader import consumer, read_to_end
 
     topic = settings.topic(topics.LEDGER)
     history: dict[str, list[str]] = {j: [] for j in jobs}

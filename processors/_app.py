@@ -1,10 +1,15 @@
 """What every Quix Streams processor shares: the Application, the topics, and routed outputs.
 
 Processors stay thin: each turns one ledger record into a list of :class:`Out` records with a
-pure step function, and the Quix Streams app routes each ``Out`` to its topic. Values are
-encoded by our own code (``ledger.encode_event``), so the framework's serializers only pass bytes
-through and a record that does not decode reaches our step function instead of crashing the
-consumer.
+pure step function, and the Quix Streams app routes each ``Out`` to its topic. The step is pure
+(state and record in, outputs out); what the running process adds around it - the Prometheus
+counters and the ``SCRAPELEDGER_FAULTS`` fault points - is wrapped around it in each
+processor's app wiring (``instrumented_step``), never inside it. Values are encoded by our own
+code (``ledger.encode_event``), so the framework's serializers only pass bytes through and a
+record that does not decode reaches our step function instead of crashing the consumer.
+
+Building a :class:`Processor` is cheap; :meth:`Processor.start` (or :meth:`Processor.run`)
+does the I/O: health server, broker wait, topics, crash-log read, the Application.
 """
 
 from __future__ import annotations
@@ -22,17 +27,17 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer, SerializationContext, Serializer
 from quixstreams.models.topics import Topic
 
-import ledger
 from scrapeledger import topics
-from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config, make_producer, producer_config
+from scrapeledger.clients import IDLE_FETCH_WAIT_MS, fetch_config, producer_config
 from scrapeledger.clusters import attach
-from scrapeledger.errors import BrokerOutageError, ScrapeledgerError
+from scrapeledger.errors import BrokerOutageError
 from scrapeledger.observability import HealthServer, LagReporter
 from scrapeledger.outage import BROKER_ERRORS, Outage, retry
-from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
+from ._compat import assigned_partitions
 from ._crashes import CrashLog, read_crash_log
+from ._record_failure import RecordFailures, Salvage
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,15 @@ class Out:
     topic: str
     key: str
     value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A record a step does not apply: what it writes instead (a DLQ notice, or nothing) and
+    whether the record was poison (did not decode), which the app layer counts."""
+
+    outs: tuple[Out, ...] = ()
+    undecodable: bool = False
 
 
 class RawDeserializer(Deserializer):
@@ -138,6 +152,9 @@ class Processor:
     a new member with the same ``group.instance.id`` takes over the fenced one's partitions.
     """
 
+    app: Application
+    """The current Application: built by :meth:`start`, and anew after each outage."""
+
     def __init__(
         self,
         settings: Settings,
@@ -146,14 +163,15 @@ class Processor:
         commit_interval: float | None = None,
         commit_every: int = 0,
         stateful: bool = False,
-        salvage: Callable[[ledger.Event], list[ledger.Event]] | None = None,
+        salvage: Salvage | None = None,
     ) -> None:
-        """``salvage`` turns an event this processor gave up on into events that keep what the
-        job cannot do without (the materializer keeps the client's pod of a ``JobSubmitted``).
+        """Keep the configuration; nothing is served, asked or read until :meth:`start`.
 
-        Call :meth:`define` with the topology before :meth:`run`."""
+        ``salvage`` turns an event this processor gave up on into events that keep what the
+        job cannot do without (the materializer keeps the client's pod of a ``JobSubmitted``).
+        Call :meth:`define` with the topology, then :meth:`run` (which starts first if
+        :meth:`start` was not called)."""
         self.settings = settings
-        self.salvage = salvage
         self.name = name
         self._commit_interval = settings.commit_interval_s if commit_interval is None else commit_interval
         self._commit_every = commit_every
@@ -161,29 +179,54 @@ class Processor:
         self._stopping = threading.Event()
         self._topology: Topology | None = None
         self._topics: dict[str, Topic] = {}
-        # up before the broker wait: liveness must pass (no restart storm while Kafka is down)
-        # and readiness must answer "not ready" rather than refuse connections
-        self.health = HealthServer(settings.metrics_port_for(name), self.assigned, name,
-                                   settings.metrics_host)
+        self.crashes = CrashLog()
+        """What the ledger says about this group's unfinished work. The same object for the
+        process's life: the topology and the sinks may hold it before :meth:`start` fills it."""
+        self.record_failures = RecordFailures(settings, name, self.crashes, salvage)
+        self.health: HealthServer | None = None
+        self.specs: dict[str, topics.TopicSpec] = {}
+        self._rf = 1
+        self._rf_config: dict[str, str] = {}
+        self._started = False
+
+    def define(self, topology: Topology) -> Processor:
+        """Keep ``topology``: :meth:`start` runs it on the Application (and on every new one)."""
+        self._topology = topology
+        return self
+
+    def start(self) -> Processor:
+        """Everything before the first record, in this order (once; later calls do nothing):
+
+        1. the health server, before the broker wait: liveness must pass (no restart storm
+           while Kafka is down) and readiness must answer "not ready" rather than refuse
+           connections;
+        2. wait for the broker (up to ``SCRAPELEDGER_BROKER_WAIT_S``);
+        3. attach: which cluster, and whether it is ours to create topics on (the default
+           address); not retried, since a refusal is an answer;
+        4. create the topics, read the crash log and the replication factor, retried as a whole
+           through an outage (a broker that has just come up answers metadata before its
+           partitions have leaders);
+        5. build the Application and define the topology on it.
+        """
+        if self._started:
+            return self
+        settings, name = self.settings, self.name
+        if self.health is None:
+            self.health = HealthServer(settings.metrics_port_for(name), self.assigned, name,
+                                       settings.metrics_host)
         topics.wait_for_broker(settings)
-        # which cluster, and whether it is ours to create topics on (the default address); not
-        # retried: a refusal is an answer, and attach() waits for the broker by itself
         attach(settings, name)
         self.specs = {s.name: s for s in topics.topic_specs(settings)}
 
         def start_up() -> tuple[CrashLog, tuple[int, dict[str, str]]]:
-            # a broker that has just come up answers metadata before its partitions have
-            # leaders (NOT_LEADER_FOR_PARTITION): every start-up read is retried as a whole
             admin = topics.admin_client(settings)
             topics.ensure_topics(settings, admin=admin)
             return read_crash_log(settings, name), topics.replication(settings, admin)
 
-        self.crashes, (self._rf, self._rf_config) = retry(settings, f"{name} start-up", start_up)
-
-    def define(self, topology: Topology) -> Processor:
-        """Build the Application and run ``topology`` on it (again on every restart)."""
-        self._topology = topology
+        crashes, (self._rf, self._rf_config) = retry(settings, f"{name} start-up", start_up)
+        self.crashes.restore(crashes)
         self.app = self._build()
+        self._started = True
         return self
 
     def _new_app(self) -> Application:
@@ -251,14 +294,14 @@ class Processor:
         return self.topic(value.topic)
 
     def assigned(self) -> bool:
-        """Readiness: this consumer holds partitions (so it is connected and in its group)."""
-        # Quix keeps its consumer private; absent (not built, not running) means not ready
-        app = getattr(self, "app", None)  # built after the broker wait
-        consumer = getattr(app, "_consumer", None)
-        return bool(consumer is not None and consumer.assignment())
+        """Readiness: this consumer holds partitions (so it is connected and in its group).
+        Not built yet (the broker wait) or not running means not ready."""
+        return assigned_partitions(getattr(self, "app", None)) > 0
 
     def run(self) -> None:
         """Run the Application until SIGTERM/SIGINT; through a broker outage, run a new one."""
+        self.start()
+        assert self.health is not None
         log.info("%s started (group %s)", self.name, self.settings.group(self.name))
         lag = LagReporter(self.settings, self.name)
         outage = Outage(self.settings, self.name)
@@ -305,79 +348,14 @@ class Processor:
             raise
 
     def _on_processing_error(self, exc: Exception, row: Any, logger: logging.Logger) -> bool:
-        """A step raised: count the failure in the ledger, then crash, or at the limit give up.
-
-        Step functions are total over bad input, so reaching here is a bug, an injected fault or
-        an infrastructure failure. Skipping at once could drop a job for a passing fault, and
-        crashing every time loops forever, so each failure is written to the ledger as
-        ``ProcessingFailed`` (read back by the next process, see ``_crashes``), the process
-        crashes and restarts, and the ``max_processing_failures``-th failure dead-letters the
-        job (``processing_error``, in the ledger and the DLQ) and skips the record.
-        """
+        """Quix's ``on_processing_error``: a step raised on ``row``. A Kafka error is not the
+        record's fault (nothing counted; :meth:`run` starts a new Application); anything else
+        is a record failure (``_record_failure``): counted in the ledger, then crash or give up."""
         if is_broker_failure(exc):
-            # not this record's fault: no failure counted; run() starts a new Application
             log.warning("%s: Kafka error while processing (%s); not counted against the record",
                         self.name, exc)
             return False
-        key = row.key if isinstance(row.key, str) else None
-        if row.topic != self.settings.topic(topics.LEDGER) or not key:
-            log.error("%s failed processing a record of %s: %r", self.name, row.topic, exc)
-            return False
-        where = (self.name, row.partition, row.offset)
-        failures = self.crashes.failures[where] + 1
-        self.crashes.failures[where] = failures
-        limit = self.settings.max_processing_failures
-        log.error(
-            "%s failed on ledger record %d/%d of job %s (failure %d of %d): %r",
-            self.name, row.partition, row.offset, job_ref(key), failures, limit, exc,
-        )
-        marker = f"{key}/{self.name}/p{row.partition}o{row.offset}"
-        common: dict[str, Any] = {"job_id": key, "at": ledger.now(), "source": self.settings.pod_name}
-        events: list[ledger.Event] = [
-            ledger.ProcessingFailed(
-                **common, event_id=f"{marker}/f{failures}", processor=self.name,
-                partition=row.partition, offset=row.offset, failures=failures, error=repr(exc)[:500],
-            )
-        ]
-        give_up = failures >= limit
-        if give_up and self.salvage is not None:
-            try:
-                events.extend(self.salvage(ledger.decode_event(row.value)))
-            except Exception as salvage_error:  # the record may be what is broken
-                log.warning("nothing salvaged from the failed record: %r", salvage_error)
-        if give_up:
-            events.append(
-                ledger.JobDeadLettered(
-                    **common, event_id=f"{marker}/dead", code="processing_error",
-                    message=f"{self.name} failed {failures} times on this job's ledger record "
-                    f"{row.partition}/{row.offset}: {exc!r}"[:1000],
-                )
-            )
-        try:
-            self._write_now(events)
-        except ScrapeledgerError as write_error:
-            log.error("%s could not record the failure (%s); crashing", self.name, write_error)
-            return False
-        return give_up
-
-    def _write_now(self, events: list[ledger.Event]) -> None:
-        """Produce ``events`` to the ledger (dead letters to the DLQ first) and wait for acks."""
-        producer = make_producer(self.settings)
-        errors: list[str] = []
-
-        def on_delivery(err: Any, msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        for event in events:
-            raw = ledger.encode_event(event)
-            if isinstance(event, ledger.JobDeadLettered):
-                producer.produce(self.settings.topic(topics.DLQ), raw, event.job_id, on_delivery=on_delivery)
-                producer.flush(30)
-            producer.produce(self.settings.topic(topics.LEDGER), raw, event.job_id, on_delivery=on_delivery)
-        left = producer.flush(30)
-        if left or errors:
-            raise ScrapeledgerError(f"{left} unsent, errors: {errors}")
+        return self.record_failures.handle(exc, row)
 
 
 def out_key(value: Out) -> str:

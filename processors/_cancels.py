@@ -23,10 +23,10 @@ from collections.abc import Callable
 from confluent_kafka import TopicPartition
 
 import ledger
-from replay import committed_offsets, consumer, partitions_of
 from scrapeledger import topics
 from scrapeledger.clients import IDLE_FETCH_WAIT_MS
 from scrapeledger.errors import EventError
+from scrapeledger.reader import committed_offsets, consumer, partitions_of
 from scrapeledger.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,13 +1,29 @@
-"""What the ledger says about work a consumer group started but may not have finished.
+"""Crash recovery: what the ledger says about work a process started but may not have finished.
 
-A processor that dies on a record restarts from its group's last committed offset and meets the
-same record again. To stop "the same message was processed forever", the count of tries has to
-outlive the process, so it is kept in the ledger: the scraper writes ``AttemptStarted`` before
-each fetch, and a processor whose step raises writes ``ProcessingFailed``. At start-up a
-processor reads the ledger from its group's committed offsets to the end - exactly the records it
-is about to see again, and the events written about them - and turns those events into a
-:class:`CrashLog` that decides, per record, whether to run it, run it alone, skip it or
-dead-letter it.
+One of three things Scrapeledger could call "retry"; this module owns the third:
+
+* **attempt retry** (``processors/_attempt_retry.py``): a fetch that failed for a reason that
+  may pass is tried again later as a new attempt of the job (``RetryScheduled``);
+* **record failure** (``processors/_record_failure.py``): a processor's step raised on a ledger
+  record, counted with ``ProcessingFailed`` until the processor gives up on it;
+* **crash recovery** (here): the scraper *process* died - killed, out of memory, a fetch that
+  takes the interpreter down - with attempts in flight.
+
+A process that dies restarts from its group's last committed offset and meets the same records
+again. To stop "the same message was processed forever", the count of tries has to outlive the
+process, so it is kept in the ledger, and this module reads it back:
+
+1. The scraper writes ``AttemptStarted`` before each fetch and waits for Kafka's ack
+   (``processors/scraper.py``), so a death leaves a start without an outcome.
+2. At start-up every processor reads the ledger from its group's committed offsets to the end
+   (:func:`read_crash_log`) - exactly the records it is about to see again, and the events
+   written about them - into a :class:`CrashLog`. The same read gives record failure its
+   counts (``failures``, from ``ProcessingFailed``), and the scraper its cancels.
+3. Per trigger, :meth:`CrashLog.plan` decides: outcome already recorded -> **skip** (no
+   refetch); in flight at ``SOLO_AFTER`` (2) deaths -> run **solo**, nothing else in flight, so
+   the next death is charged to it and not to its neighbours; died ``SCRAPER_MAX_CRASHES``
+   times running solo -> **dead**: the scraper dead-letters it (``scraper_crashed``, DLQ copy
+   first) instead of dying again. A fetch that kills the scraper every time costs 4 deaths.
 
 The read covers every partition, not only the ones this process will be assigned, because the
 assignment is not known yet. A partition that moves to a long-running process in a rebalance is
@@ -19,13 +35,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import ledger
-from replay import committed_offsets, read_to_end
 from scrapeledger import topics
 from scrapeledger.errors import EventError
+from scrapeledger.reader import committed_offsets, read_to_end
 from scrapeledger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,6 +115,15 @@ class CrashLog:
         if self.starts[key] >= SOLO_AFTER:
             return "solo"
         return "run"
+
+    def restore(self, read: CrashLog) -> None:
+        """Take the counts of ``read`` (the start-up read, :func:`read_crash_log`) as this log's.
+
+        A processor hands its log to its topology and sinks before it reads the ledger, so the
+        read goes into a log of its own (retried from scratch if the broker fails half-way)
+        and is moved into the shared one here."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(read, f.name))
 
     @property
     def unfinished(self) -> int:

@@ -12,6 +12,7 @@ Records that do not decode go to the DLQ instead of stopping the pipeline.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,7 +26,8 @@ from scrapeledger.observability import EVENTS, JOB_SECONDS, JOBS_FINISHED, POISO
 from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 
-from ._app import Out, Processor
+from ._app import Out, Processor, Skip
+from .expiry import ExpiryLoop
 
 log = logging.getLogger(__name__)
 
@@ -61,41 +63,51 @@ def wants_reply(event: ledger.Event) -> bool:
     )
 
 
-def materialize_step(
-    raw: bytes | None, key: str | None, state: Any, pod: str, fault_spec: str = ""
-) -> list[Out]:
-    """One ledger record in; new state, deliveries and poison notices out. Never raises on input."""
-    EVENTS.labels("state").inc()
+def ledger_event(raw: bytes | None, key: str | None, pod: str) -> ledger.Event | Skip:
+    """The event in one ledger record, or the DLQ notice for a record that holds no event of
+    its key (undecodable bytes, or an event under another job's key)."""
     try:
         event = ledger.decode_event(raw)
     except EventError as exc:
-        POISON.labels("state").inc()
         log.warning("poison ledger record (key %s) sent to DLQ: %s", job_ref(key), exc)
-        return [Out(topics.DLQ, key or "", poison_record(raw, key, str(exc), pod))]
+        return Skip((Out(topics.DLQ, key or "", poison_record(raw, key, str(exc), pod)),), undecodable=True)
     if key != event.job_id:
         reason = f"record key {key!r} differs from job_id {event.job_id!r}"
         log.warning("poison ledger record sent to DLQ: key %s differs from job_id %s",
                     job_ref(key), job_ref(event.job_id))
-        return [Out(topics.DLQ, key or "", poison_record(raw, key, reason, pod))]
-    if fault_spec and isinstance(event, ledger.JobSubmitted):
-        faults.check(fault_spec, "state", event.url)
+        return Skip((Out(topics.DLQ, key or "", poison_record(raw, key, reason, pod)),))
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class Materialized:
+    """What one event did: the records to write and, if the event finished the job, its state."""
+
+    outs: list[Out]
+    finished: ledger.JobState | None = None
+
+
+def materialize(event: ledger.Event, state: Any) -> Materialized:
+    """Fold ``event`` into the job's stored state; the new state, deliveries and replies out."""
     stored = state.get(STATE_KEY)
     before = ledger.JobState.from_dict(stored) if stored is not None else None
     if before is None and isinstance(event, ledger.ClientAttached):
         # A resume of an id the ledger never saw (ids are issued only after JobSubmitted is
         # durable, in the same partition, so none can come later): answer it, keep no state.
         log.info("resume of unknown job %s from %s", job_ref(event.job_id), event.pod)
-        return [Out(topics.DELIVERIES, delivery.notice_key(event.pod),
-                    delivery_record(ledger.JobState(job_id=event.job_id)))]
+        unknown = ledger.JobState(job_id=event.job_id)
+        return Materialized([Out(topics.DELIVERIES, delivery.notice_key(event.pod),
+                                 delivery_record(unknown))])
     if before is None and isinstance(event, ledger.JobCancelled):
         log.info("cancel of unknown job %s from %s", job_ref(event.job_id), event.source)
-        return [Out(topics.DELIVERIES, delivery.notice_key(event.source),
-                    reply_record(ledger.JobState(job_id=event.job_id), event))]
+        unknown = ledger.JobState(job_id=event.job_id)
+        return Materialized([Out(topics.DELIVERIES, delivery.notice_key(event.source),
+                                 reply_record(unknown, event))])
     after = ledger.fold(before, event)
     reply = ([Out(topics.DELIVERIES, delivery.notice_key(event.source), reply_record(after, event))]
              if wants_reply(event) else [])
     if after is before:
-        return reply  # a duplicate or a too-late cancel: answered, nothing else changes
+        return Materialized(reply)  # a duplicate or a too-late cancel: answered, nothing else changes
     data = after.to_dict()
     state.set(STATE_KEY, data)
     if after.status == "expired":
@@ -104,16 +116,24 @@ def materialize_step(
         outs = [Out(topics.JOB_STATE, event.job_id, None)]
     else:
         outs = [Out(topics.JOB_STATE, event.job_id, orjson.dumps(data))]
-    if after.terminal and not (before is not None and before.terminal):
-        JOBS_FINISHED.labels(after.status).inc()
-        if after.submitted_at is not None and after.finished_at is not None:
-            JOB_SECONDS.observe(max(0.0, after.finished_at - after.submitted_at))
     due = ledger.deliveries_due(before, after, event)
     if due:
         notice = delivery_record(after)
         outs.extend(Out(topics.DELIVERIES, delivery.notice_key(p), notice) for p in due)
         log.debug("job %s %s; delivering to %s", job_ref(event.job_id), after.status, ", ".join(due))
-    return outs + reply
+    finished = after.terminal and not (before is not None and before.terminal)
+    return Materialized(outs + reply, after if finished else None)
+
+
+def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -> list[Out]:
+    """One ledger record in; new state, deliveries and poison notices out. Never raises on input.
+
+    Pure: the pipeline runs the same two stages through :func:`instrumented_step`, which adds
+    the metrics and the fault point."""
+    event = ledger_event(raw, key, pod)
+    if isinstance(event, Skip):
+        return list(event.outs)
+    return materialize(event, state).outs
 
 
 def salvage(event: ledger.Event) -> list[ledger.Event]:
@@ -180,7 +200,38 @@ class OutSink(BaseSink):
             raise BrokerError(f"materializer outputs not written: {left} unsent, errors {errors[:3]}")
 
 
+# --- app wiring: the pure step, counted and with its fault point ---------------------------
+
+
+def instrumented_step(
+    raw: bytes | None, key: str | None, state: Any, pod: str, fault_spec: str
+) -> list[Out]:
+    """:func:`materialize_step` as the pipeline runs it: counted in the metrics, and with the
+    ``state`` fault point (``SCRAPELEDGER_FAULTS``) on a ``JobSubmitted`` between decoding and
+    folding it - before the state store or any output is touched, so an injected failure leaves
+    the record as unprocessed as a real crash would."""
+    EVENTS.labels("state").inc()
+    event = ledger_event(raw, key, pod)
+    if isinstance(event, Skip):
+        if event.undecodable:
+            POISON.labels("state").inc()
+        return list(event.outs)
+    if isinstance(event, ledger.JobSubmitted):
+        faults.check(fault_spec, "state", event.url)
+    done = materialize(event, state)
+    if done.finished is not None:
+        _count_finished(done.finished)
+    return done.outs
+
+
+def _count_finished(state: ledger.JobState) -> None:
+    JOBS_FINISHED.labels(state.status).inc()
+    if state.submitted_at is not None and state.finished_at is not None:
+        JOB_SECONDS.observe(max(0.0, state.finished_at - state.submitted_at))
+
+
 def build(settings: Settings) -> Processor:
+    """The materializer's processor, not started (no broker is asked yet)."""
     pod, fault_spec = settings.pod_name, settings.faults
 
     def topology(proc: Processor) -> None:
@@ -188,7 +239,7 @@ def build(settings: Settings) -> Processor:
             proc.topic(name)
         sdf = proc.app.dataframe(proc.topic(topics.LEDGER))
         sdf = sdf.apply(
-            lambda raw, key, ts, headers, state: materialize_step(raw, key, state, pod, fault_spec),
+            lambda raw, key, ts, headers, state: instrumented_step(raw, key, state, pod, fault_spec),
             stateful=True,
             metadata=True,
             expand=True,
@@ -201,11 +252,9 @@ def build(settings: Settings) -> Processor:
 
 
 def main(settings: Settings | None = None) -> None:
-    from replay import ExpiryLoop
-
     settings = settings or Settings()
-    proc = build(settings)
-    expiry = ExpiryLoop(settings)
+    proc = build(settings).start()
+    expiry = ExpiryLoop(settings).start()
     try:
         proc.run()
     finally:

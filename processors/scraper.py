@@ -2,25 +2,29 @@
 
 Quix Streams processes one record at a time on one thread, so a blocking fetch per record would
 cap a process at ~1/latency jobs per second. Instead the records end in a :class:`FetchSink`:
-``add()`` starts the fetch on an asyncio loop in a background thread (at most
-``SCRAPER_CONCURRENCY`` in flight; ``add()`` blocks when all slots are taken, which is the
-backpressure), each finished fetch writes its body and its events to Kafka at once, and
-``flush()`` - which the checkpoint calls before it commits offsets - waits until every started
-attempt's events are acknowledged. Offsets are therefore committed only after the results are
-durable (at-least-once); a crash replays the attempt, and the replay's outcome shares the first
-one's event id, so the fold keeps whichever was recorded first.
+``add()`` starts the attempt on an asyncio loop in a background thread (at most
+``SCRAPER_CONCURRENCY`` x ``SINK_WINDOW_FACTOR`` attempts started, 256 by default, of which the
+fetcher lets ``SCRAPER_CONCURRENCY`` fetch at once; ``add()`` blocks when every slot is taken,
+which is the backpressure), each finished fetch writes its body and its events to Kafka at
+once, and ``flush()`` - which the checkpoint calls before it commits offsets - waits until every
+started attempt's events are acknowledged. Offsets are therefore committed only after the
+results are durable (at-least-once); a crash replays the attempt, and the replay's outcome
+shares the first one's event id, so the fold keeps whichever was recorded first.
 
-Every attempt ends in exactly one outcome event (id ``<job>/a<n>/outcome``):
-``ScrapeSucceeded``, ``JobFailed`` (permanent), ``AttemptFailed`` followed by ``RetryScheduled``
-(retryable, attempts left), or ``JobDeadLettered`` (retryable, none left; also copied to the DLQ).
-The attempt number travels in the events, so a restart can never reset it.
+Two of the three kinds of retry meet here, each told whole in its own module:
 
-Before each fetch the scraper writes ``AttemptStarted`` and waits for Kafka to acknowledge it. A
-fetch that kills the process therefore leaves a count in the ledger, which the next process reads
-back (``_crashes.CrashLog``): an attempt whose outcome is already recorded is not fetched again;
-one that was in flight at two process deaths runs alone (nothing else in flight), so the deaths
-it causes are charged to it and not to its neighbours; one that died ``SCRAPER_MAX_CRASHES``
-times running alone is dead-lettered (``scraper_crashed``) instead of killing the scraper again.
+* **attempt retry** (``_attempt_retry``): every attempt ends in exactly one outcome event;
+  a retryable failure with attempts left schedules the next attempt (``RetryScheduled``), which
+  comes back through the ledger and is waited out here before it is fetched;
+* **crash recovery** (``_crashes``): before each fetch the scraper writes ``AttemptStarted`` and
+  waits for Kafka to acknowledge it, so a fetch that kills the process leaves a count in the
+  ledger; the next process reads it back into a ``CrashLog``, whose plan per trigger this sink
+  follows: skip an attempt whose outcome is recorded, run a suspect alone, dead-letter
+  (``scraper_crashed``) one that kept killing the scraper running alone.
+
+The third, **record failure** (``_record_failure``), is any processor's step raising on a
+ledger record; the scraper's step (:func:`scrape_trigger`) is total, and a fetch that raises
+ends the job ``scraper_error`` instead.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from quixstreams.sinks import BaseSink
 from w3lib.encoding import html_to_unicode
 
 import ledger
-from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest, backoff_delay
+from processors.fetch import Fetcher, FetchError, FetchOk, FetchRequest
 from scrapeledger import faults, topics
 from scrapeledger.clients import AsyncProducer
 from scrapeledger.errors import BrokerError, CredentialsUnreadableError, EventError, ScrapeledgerError
@@ -49,21 +53,22 @@ from scrapeledger.vault import Vault
 
 from . import formats as output_formats
 from ._app import Processor
+from ._attempt_retry import CANCELLED_CODE, outcome_events
 from ._cancels import CancelWatch
 from ._crashes import FINISHED_KEPT, CrashLog, Plan
 
 log = logging.getLogger(__name__)
 
 SINK_WINDOW_FACTOR = 4
+"""The sink admits this many times ``SCRAPER_CONCURRENCY`` attempts (256 by default): attempts
+queued behind one slow host's per-host limit, or waiting out a back-off, must not take every
+slot from the other hosts' attempts, while the fetcher bounds what actually fetches."""
 
 
 _WATCHED: tuple[type[ledger.Event], ...] = (
     *ledger.SCRAPE_TRIGGERS, ledger.ScrapeSucceeded, ledger.JobFailed, ledger.JobDeadLettered,
     ledger.JobCancelled,
 )
-
-CANCELLED_CODE = "cancelled"
-
 
 def scrape_trigger(raw: bytes, crashes: CrashLog) -> ledger.FetchSpec | ledger.JobCancelled | None:
     """The fetch request (or cancel) in a ledger record, or None for records the scraper does
@@ -72,9 +77,9 @@ def scrape_trigger(raw: bytes, crashes: CrashLog) -> ledger.FetchSpec | ledger.J
     Outcomes passing by are noted in ``crashes``: a trigger that a restarted validator writes
     again comes after its attempt's outcome in the same partition, and is then not refetched.
     Cancels are noted there too (no attempt of the job starts after one) and handed to the sink,
-    which abandons the job's attempt in flight.
+    which abandons the job's attempt in flight. The pipeline counts the record in the metrics
+    around this call (:func:`instrumented_trigger`).
     """
-    EVENTS.labels("scraper").inc()
     if not ledger.may_be(raw, _WATCHED):
         return None
     try:
@@ -118,108 +123,16 @@ def stored_body(
     return ledger.encode_outputs(outputs, limit=limit)
 
 
-def outcome_events(
-    trigger: ledger.FetchSpec,
-    result: FetchOk | FetchError,
-    *,
-    settings: Settings,
-    body_ref: tuple[int, int] | None,
-    body_inline: str | None,
-    cut: bool = False,
-) -> list[ledger.Event]:
-    """The events that record one attempt's result. Pure apart from reading the clock for ``at``.
-
-    ``cut``: the stored outputs document had to be cut to fit the bodies topic (``truncated``).
-    """
-    attempt = trigger.attempt
-    base = trigger.base if isinstance(trigger, ledger.RetryScheduled | ledger.JobRedriven) else 0
-    at = ledger.now()
-    common: dict[str, Any] = {
-        "job_id": trigger.job_id,
-        "event_id": ledger.outcome_id(trigger.job_id, attempt),
-        "at": at,
-        "source": settings.pod_name,
-        "attempt": attempt,
-    }
-    if isinstance(result, FetchOk):
-        return [
-            ledger.ScrapeSucceeded(
-                **common,
-                url=trigger.url,
-                final_url=result.final_url,
-                http_status=result.http_status,
-                headers=result.headers,
-                elapsed_ms=result.elapsed_ms,
-                body_bytes=len(result.body),
-                truncated=result.truncated or cut,
-                body_partition=body_ref[0] if body_ref else None,
-                body_offset=body_ref[1] if body_ref else None,
-                body=body_inline,
-                formats=trigger.formats,
-            )
-        ]
-    if result.code == CANCELLED_CODE:
-        # the job is already terminal (cancelled); this only closes the attempt in the ledger
-        return [
-            ledger.AttemptFailed(
-                **common, code=result.code, message=result.message, retryable=False,
-                http_status=result.http_status,
-            )
-        ]
-    if not result.retryable:
-        return [
-            ledger.JobFailed(
-                **common, code=result.code, message=result.message, http_status=result.http_status
-            )
-        ]
-    if attempt - base >= settings.scraper_max_attempts:
-        return [
-            ledger.JobDeadLettered(
-                **common,
-                code=result.code,
-                message=f"{result.message} (after {attempt - base} attempts)",
-            )
-        ]
-    delay = backoff_delay(
-        attempt - base,
-        base_s=settings.scraper_backoff_base_s,
-        cap_s=settings.scraper_backoff_max_s,
-        retry_after_s=result.retry_after_s,
-    )
-    return [
-        ledger.AttemptFailed(
-            **common,
-            code=result.code,
-            message=result.message,
-            retryable=True,
-            http_status=result.http_status,
-        ),
-        ledger.RetryScheduled(
-            job_id=trigger.job_id,
-            event_id=ledger.retry_id(trigger.job_id, attempt + 1),
-            at=at,
-            source=settings.pod_name,
-            attempt=attempt + 1,
-            url=trigger.url,
-            headers=trigger.headers,
-            timeout_s=trigger.timeout_s,
-            proxy=trigger.proxy,
-            sealed=trigger.sealed,  # the retry carries the credentials on, still sealed
-            formats=trigger.formats,
-            not_before=at + delay,
-            base=base,
-        ),
-    ]
-
-
 class FetchSink(BaseSink):
     """Runs many fetch attempts at once; commits wait until their results are in Kafka."""
 
-    def __init__(self, settings: Settings, crashes: CrashLog, vault: Vault | None = None) -> None:
+    def __init__(self, settings: Settings, crashes: CrashLog, vault: Vault) -> None:
+        """Nothing starts here: the loop, the producer, the fetcher and the cancel reader are
+        made by :meth:`setup`, which the Application calls when it starts."""
         super().__init__()
         self.settings = settings
         self.crashes = crashes
-        self.vault = vault if vault is not None else Vault.from_settings(settings)
+        self.vault = vault
         # A window wider than the fetcher's own bound: attempts queued behind one slow host's
         # per-host limit must not take every slot from the other hosts' attempts.
         self._slots = threading.BoundedSemaphore(settings.scraper_concurrency * SINK_WINDOW_FACTOR)
@@ -504,19 +417,29 @@ def _describe(event: ledger.Event, result: FetchOk | FetchError) -> str:
     return f"{event.TYPE} {result.code}"
 
 
+def instrumented_trigger(raw: bytes, crashes: CrashLog) -> ledger.FetchSpec | ledger.JobCancelled | None:
+    """:func:`scrape_trigger` as the pipeline runs it, counted in the metrics. The scraper's
+    fault point is in the fetch itself (``FetchSink._fetch``), where a real crash would be."""
+    EVENTS.labels("scraper").inc()
+    return scrape_trigger(raw, crashes)
+
+
 def build(settings: Settings) -> tuple[Processor, FetchSink]:
-    # Commit less often than the other processors: each checkpoint waits for every fetch it
-    # started, so a longer interval keeps the 64-wide window full between barriers.
+    """The scraper's processor and sink, not started (no broker is asked yet)."""
+    # Commit less often than the other processors: each checkpoint waits for every attempt it
+    # started, so a longer interval keeps the sink's window (SCRAPER_CONCURRENCY x
+    # SINK_WINDOW_FACTOR, 256 attempts by default) full between barriers.
     proc = Processor(settings, "scraper", commit_interval=max(settings.commit_interval_s, 2.0))
-    crashes = proc.crashes
+    crashes = proc.crashes  # filled by proc.start(), from the ledger
     # one sink for the process's life, across the Applications of a broker outage: attempts in
     # flight when the broker went away finish (their producer retries) and the next
     # Application's first checkpoint waits for them
-    sink = FetchSink(settings, crashes)
+    sink = FetchSink(settings, crashes, Vault.from_settings(settings))
 
     def topology(proc: Processor) -> None:
         sdf = proc.app.dataframe(proc.topic(topics.LEDGER))
-        sdf = sdf.apply(lambda raw: scrape_trigger(raw, crashes)).filter(lambda trigger: trigger is not None)
+        sdf = sdf.apply(lambda raw: instrumented_trigger(raw, crashes))
+        sdf = sdf.filter(lambda trigger: trigger is not None)
         sdf.sink(sink)
 
     proc.define(topology)
@@ -525,6 +448,7 @@ def build(settings: Settings) -> tuple[Processor, FetchSink]:
 
 def main(settings: Settings | None = None) -> None:
     proc, sink = build(settings or Settings())
+    proc.start()
     try:
         proc.run()
     except KafkaException as exc:

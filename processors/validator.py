@@ -30,7 +30,7 @@ from scrapeledger.redact import job_ref
 from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault
 
-from ._app import Out, Processor, out_key
+from ._app import Out, Processor, Skip, out_key
 
 log = logging.getLogger(__name__)
 
@@ -116,37 +116,39 @@ class SeenStore(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
-def validate_step(
-    raw: bytes, settings: Settings, vault: Vault, trusted: frozenset[str] = frozenset(),
-    state: SeenStore | None = None,
+def submit_to_validate(raw: bytes, state: SeenStore | None) -> ledger.JobSubmitted | Skip:
+    """The ``JobSubmitted`` in one ledger record that the validator must check, or :class:`Skip`:
+    any other event, bytes that do not decode (poison: the materializer dead-letters them), or a
+    keyed job's later submit. ``state`` is the job's state store: a keyed job's first submit is
+    marked there, here, so only that one is ever validated."""
+    if not ledger.may_be(raw, (ledger.JobSubmitted,)):
+        return Skip()
+    try:
+        event = ledger.decode_event(raw)
+    except EventError as exc:
+        log.warning("skipping undecodable ledger record: %s", exc)
+        return Skip(undecodable=True)
+    if not isinstance(event, ledger.JobSubmitted):
+        return Skip()
+    if event.idempotency_digest is not None and state is not None:
+        if state.get(SUBMITTED_KEY):
+            log.info("job %s submitted again (idempotency key): not validated twice", job_ref(event.job_id))
+            return Skip()
+        state.set(SUBMITTED_KEY, True)
+    return event
+
+
+def validate(
+    event: ledger.JobSubmitted, settings: Settings, vault: Vault, trusted: frozenset[str] = frozenset()
 ) -> list[Out]:
-    """One ledger record in, the validator's events out. Total: never raises on bad input.
+    """The validator's verdict on one submit: ``JobValidated`` or ``JobRejected``.
 
     ``trusted`` is :func:`trusted_proxies` of ``settings``, computed once by the caller. The
     request's sealed credentials are opened to be checked like every other header (and the
     proxy with its user info), then sealed again for ``JobValidated``: under the newest key,
-    and also when a record carries credentials in clear (written before sealing existed).
-    ``state`` is the job's state store (needed for keyed submits: the first one wins)."""
-    EVENTS.labels("validator").inc()
-    if not ledger.may_be(raw, (ledger.JobSubmitted,)):
-        return []
-    try:
-        event = ledger.decode_event(raw)
-    except EventError as exc:
-        POISON.labels("validator").inc()
-        log.warning("skipping undecodable ledger record: %s", exc)
-        return []
-    if not isinstance(event, ledger.JobSubmitted):
-        return []
-    if event.idempotency_digest is not None and state is not None:
-        if state.get(SUBMITTED_KEY):
-            log.info("job %s submitted again (idempotency key): not validated twice", job_ref(event.job_id))
-            return []
-        state.set(SUBMITTED_KEY, True)
-    faults.check(settings.faults, "validator", event.url)
+    and also when a record carries credentials in clear (written before sealing existed)."""
     common: dict[str, Any] = {"job_id": event.job_id, "event_id": f"{event.job_id}/validated",
-                              "at": ledger.now(),
-              "source": settings.pod_name}
+                              "at": ledger.now(), "source": settings.pod_name}
     try:
         try:
             headers, proxy = vault.open(event.job_id, event.headers, event.proxy, event.sealed)
@@ -170,14 +172,50 @@ def validate_step(
     return [Out(topics.LEDGER, event.job_id, ledger.encode_event(out))]
 
 
+def validate_step(
+    raw: bytes, settings: Settings, vault: Vault, trusted: frozenset[str] = frozenset(),
+    state: SeenStore | None = None,
+) -> list[Out]:
+    """One ledger record in, the validator's events out. Total: never raises on bad input.
+
+    :func:`submit_to_validate` picks the submit (``state``: the job's state store, needed for
+    keyed submits: the first one wins), :func:`validate` judges it. Pure: the pipeline runs the
+    same two stages through :func:`instrumented_step`, which adds the metrics and the fault
+    point."""
+    event = submit_to_validate(raw, state)
+    if isinstance(event, Skip):
+        return list(event.outs)
+    return validate(event, settings, vault, trusted)
+
+
+# --- app wiring: the pure step, counted and with its fault point ---------------------------
+
+
+def instrumented_step(
+    raw: bytes, settings: Settings, vault: Vault, trusted: frozenset[str], state: SeenStore | None
+) -> list[Out]:
+    """:func:`validate_step` as the pipeline runs it: counted in the metrics, and with the
+    ``validator`` fault point (``SCRAPELEDGER_FAULTS``) between picking a submit (a keyed
+    job's first submit is marked in ``state`` by then) and judging it, before any output."""
+    EVENTS.labels("validator").inc()
+    event = submit_to_validate(raw, state)
+    if isinstance(event, Skip):
+        if event.undecodable:
+            POISON.labels("validator").inc()
+        return list(event.outs)
+    faults.check(settings.faults, "validator", event.url)
+    return validate(event, settings, vault, trusted)
+
+
 def build(settings: Settings) -> Processor:
+    """The validator's processor, not started (no broker is asked yet; the key store is read)."""
     trusted = trusted_proxies(settings)
     vault = Vault.from_settings(settings)
 
     def topology(proc: Processor) -> None:
         sdf = proc.app.dataframe(proc.topic(topics.LEDGER))
         sdf = sdf.apply(
-            lambda raw, state: validate_step(raw, settings, vault, trusted, state), stateful=True,
+            lambda raw, state: instrumented_step(raw, settings, vault, trusted, state), stateful=True,
             expand=True,
         )
         sdf.to_topic(proc.route, key=out_key)

@@ -1,12 +1,25 @@
 """Replay: read a job's history, rebuild state from the ledger, re-drive failed jobs, tail.
 
 Each command is a library call returning a result; ``replay.cli`` is a thin shell over them.
+The readers they share with the processors and the edge live below all three, in
+:mod:`scrapeledger.reader`, and expiry with the materializer that runs it, in
+:mod:`processors.expiry`; their names are re-exported here so ``replay.history`` and the rest
+keep working.
 """
 
-from ._expire import ExpiryLoop, expire
-from ._follow import CAUGHT_UP, follow
-from ._history import current_state, history, latest_states
-from ._reader import committed_offsets, consumer, partitions_of, read_to_end
+from processors.expiry import ExpiryLoop, expire
+from scrapeledger.reader import (
+    CAUGHT_UP,
+    committed_offsets,
+    consumer,
+    current_state,
+    follow,
+    history,
+    latest_states,
+    partitions_of,
+    read_to_end,
+)
+
 from ._rebuild import RebuildResult, fold_ledger, rebuild
 from ._redrive import redrive, redrive_events, select, unreadable
 from ._tail import LedgerTail, PoisonRecord

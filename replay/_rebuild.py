@@ -10,10 +10,8 @@ import ledger
 from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError, EventError
+from scrapeledger.reader import latest_states, read_to_end
 from scrapeledger.settings import Settings
-
-from ._history import latest_states
-from ._reader import read_to_end
 
 
 @dataclass(frozen=True)

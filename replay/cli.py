@@ -21,8 +21,9 @@ from scrapeledger.redact import job_ref, url_ref
 from scrapeledger.settings import Settings
 from scrapeledger.vault import Vault
 
-from ._expire import expire
-from ._history import current_state, history
+# the readers and expiry through the package: they live below replay (scrapeledger.reader,
+# processors.expiry), which re-exports them
+from . import current_state, expire, history
 from ._rebuild import rebuild
 from ._redrive import redrive, redrive_events, select, unreadable
 from ._tail import LedgerTail, PoisonRecord

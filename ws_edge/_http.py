@@ -3,7 +3,7 @@
 Tornado handlers over the same :class:`~ws_edge._server.Edge` the WebSocket uses: a submit is
 the same durable ``JobSubmitted`` (keyed submits and cancels answered by the materializer), a
 ``?wait`` is the same registration for this pod's deliveries a ``resume`` makes. Reads (a job's
-state, events, body) come from the ledger itself through ``replay``'s readers, on a thread pool
+state, events, body) come from the ledger itself through ``scrapeledger.reader``, on a thread pool
 of their own so a slow read never blocks the loop; the SSE stream follows the job's ledger
 partition, so it can be resumed on any pod from the last Kafka offset the client saw.
 
@@ -25,7 +25,7 @@ import tornado.iostream
 import tornado.web
 
 import ledger
-import replay
+from scrapeledger import reader
 from scrapeledger.errors import BrokerError, CodedError, ProtocolError, UnknownJobError
 
 from ._auth import Unauthorized
@@ -81,7 +81,7 @@ class Reads:
         cancel of an unknown id leaves an event, not a job). ``owner`` (API keys on): another
         owner's job is unknown too, with the very same answer."""
         try:
-            events = await self.run(lambda: replay.history(self.edge.settings, job_id))
+            events = await self.run(lambda: reader.history(self.edge.settings, job_id))
         except UnknownJobError:
             raise unknown(job_id) from None
         except BrokerError as exc:
@@ -436,7 +436,7 @@ class Stream(ApiHandler):
 
         def pump() -> None:
             try:
-                for item in replay.follow(self.edge.settings, job_id, stop):
+                for item in reader.follow(self.edge.settings, job_id, stop):
                     loop.call_soon_threadsafe(queue.put_nowait, item)
             except Exception as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
@@ -454,7 +454,7 @@ class Stream(ApiHandler):
                 continue
             if isinstance(item, Exception):
                 raise unavailable(item)
-            if item is replay.CAUGHT_UP:
+            if item is reader.CAUGHT_UP:
                 if foreign or state is None or state.submitted_at is None:
                     raise unknown(job_id)
                 continue

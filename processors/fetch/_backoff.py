@@ -1,4 +1,5 @@
-"""How long to wait before the next attempt of a retryable failure.
+"""How long to wait before the next attempt of a retryable failure (attempt retry, told whole in
+``processors/_attempt_retry.py``).
 
 Full jitter (a uniform draw between 0 and the capped exponential step) rather than decorrelated
 jitter: decorrelated jitter needs the previous delay, and the scraper keeps only the attempt

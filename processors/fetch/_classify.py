@@ -1,9 +1,14 @@
 """The one boundary where failures become error codes, and retryable or permanent.
 
-Every exception and every non-success response of a fetch passes through here, so the retry
-policy lives in one table (mirrored in docs/scraper.md) instead of in scattered ``except``
-clauses. Exceptions are matched on their whole ``__cause__`` chain, in rule order, because the
-transport wraps aiohttp's errors in httpx's and the more telling one may be either.
+Every exception and every non-success response of a fetch passes through here, so the
+attempt-retry policy - which failures may pass and are worth another attempt of the job - lives
+in one table (mirrored in docs/scraper.md) instead of in scattered ``except`` clauses. What
+happens to a retryable failure next (the attempt bound, the back-off, ``RetryScheduled``) is
+told in ``processors/_attempt_retry.py``; record failure and crash recovery, the other two kinds
+of retry, never pass through here.
+
+Exceptions are matched on their whole ``__cause__`` chain, in rule order, because the transport
+wraps aiohttp's errors in httpx's and the more telling one may be either.
 """
 
 from __future__ import annotations
@@ -61,8 +66,8 @@ def classify(outcome: httpx.Response | BaseException) -> FetchError | None:
     """THE classification: a response or an exception of a fetch -> ``None`` (keep the
     response) or the :class:`FetchError` it stands for. Never raises.
 
-    The one function the fetcher calls at both of its exits, so the whole retry policy is read
-    here: 4xx permanent except 408/429; 5xx, 408, 429 (with ``Retry-After``), timeouts, refused
+    The one function the fetcher calls at both of its exits, so the whole attempt-retry policy
+    is read here: 4xx permanent except 408/429; 5xx, 408, 429 (with ``Retry-After``), timeouts, refused
     or reset connections, DNS and proxy failures retryable; a guard refusal, TLS, a bad URL or
     redirect permanent; anything unforeseen retryable ``fetch_error`` naming its type.
     """

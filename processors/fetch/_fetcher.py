@@ -21,6 +21,7 @@ from scrapeledger.errors import ConfigError
 from scrapeledger.settings import Settings
 
 from ._classify import REDIRECT_STATUSES, classify
+from ._compat import without_cookies
 from ._decoding import bounded_decoder
 from ._errors import Rejection
 from ._guard import AddressGuard, Lookup, system_lookup
@@ -54,19 +55,6 @@ async def _stop_at_redirects(response: httpx.Response) -> None:
     response; redirects are followed by hand here, so they leave the client at this hook."""
     if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
         raise _Redirect(response.headers["location"])
-
-
-class _NoCookies(httpx.Cookies):
-    """A jar that stays empty: httpx's client would otherwise carry one job's cookies into the
-    next. Overriding ``extract_cookies`` (not just refusing in a ``CookieJar`` policy) also skips
-    the urllib request/response wrappers httpx builds per response - about 10% of a fetch's CPU.
-    """
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
-        return None
 
 
 class Fetcher:
@@ -143,7 +131,7 @@ class Fetcher:
             raise RuntimeError("Fetcher is closed")
         if self._client is None:
             self._loop = loop
-            self._client = httpx.AsyncClient(
+            client = httpx.AsyncClient(
                 transport=AiohttpTransport(self.guard, max_header_bytes=self.max_header_bytes),
                 headers={"user-agent": self.user_agent},
                 follow_redirects=False,  # followed by hand: every hop is validated and guarded
@@ -151,8 +139,7 @@ class Fetcher:
                 timeout=None,  # one deadline for the whole fetch, see fetch()
                 trust_env=False,  # no proxies or .netrc credentials from the environment
             )
-            # httpx copies a jar passed to the constructor into a plain Cookies, hence the swap
-            self._client._cookies = _NoCookies()
+            self._client = without_cookies(client)  # one job's cookies never reach another's
         elif loop is not self._loop:
             raise RuntimeError("Fetcher is bound to another event loop; create one per loop")
         return self._client
@@ -216,53 +203,63 @@ class Fetcher:
         deadline: asyncio.Timeout,
         timeout_s: float,
     ) -> FetchOk | FetchError:
-        loop = asyncio.get_running_loop()
+        """Send ``req`` and follow its redirects by hand: each hop is parsed, guarded and sent
+        under its host's and the global slots, and credentials never leave their origin."""
         headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in _DROPPED_HEADERS}
-        started: float | None = None
+        clock = _FetchClock(deadline, timeout_s)
         redirects = 0
         while True:
-            target = url
-            async with self.host_slots.hold(target.host), self._slots:
-                if started is None:
-                    started = time.perf_counter()
-                    deadline.reschedule(loop.time() + timeout_s)
-                await self._precheck(target, route)
-                request = client.build_request("GET", target, headers=headers, extensions={ROUTE: route})
-                try:
-                    response = await client.send(request, stream=True)
-                except _Redirect as redirect:
-                    location = redirect.location
-                else:
-                    try:
-                        error = classify(response)
-                        if error is not None:
-                            return error
-                        body, truncated = await self._read_body(response)
-                        return FetchOk(
-                            url=req.url,
-                            final_url=str(url),
-                            http_status=response.status_code,
-                            headers=_flatten(response.headers),
-                            body=body,
-                            truncated=truncated,
-                            elapsed_ms=(time.perf_counter() - started) * 1000,
-                            redirects=redirects,
-                        )
-                    finally:
-                        await response.aclose()
+            outcome = await self._hop(client, req, url, route, headers, clock, redirects)
+            if not isinstance(outcome, _Redirect):
+                return outcome
             if redirects >= self.max_redirects:
                 return FetchError(
                     "too_many_redirects", f"more than {self.max_redirects} redirects", retryable=False
                 )
-            try:
-                next_url = parse_url(str(target.join(location)))
-            except (Rejection, httpx.InvalidURL) as exc:
-                reason = exc.message if isinstance(exc, Rejection) else str(exc)
-                return FetchError("invalid_redirect", f"redirect to {location!r}: {reason}", retryable=False)
+            next_url = _redirect_target(url, outcome.location)
+            if isinstance(next_url, FetchError):
+                return next_url
             if (next_url.scheme, next_url.host, next_url.port) != (url.scheme, url.host, url.port):
                 headers = {k: v for k, v in headers.items() if k not in _ORIGIN_BOUND_HEADERS}
             url = next_url
             redirects += 1
+
+    async def _hop(
+        self,
+        client: httpx.AsyncClient,
+        req: FetchRequest,
+        url: httpx.URL,
+        route: Route,
+        headers: dict[str, str],
+        clock: _FetchClock,
+        redirects: int,
+    ) -> FetchOk | FetchError | _Redirect:
+        """One request of the chain: its result, or the redirect it was answered with."""
+        async with self.host_slots.hold(url.host), self._slots:
+            clock.start()
+            await self._precheck(url, route)
+            request = client.build_request("GET", url, headers=headers, extensions={ROUTE: route})
+            try:
+                response = await client.send(request, stream=True)
+            except _Redirect as redirect:
+                return redirect
+            try:
+                error = classify(response)
+                if error is not None:
+                    return error
+                body, truncated = await self._read_body(response)
+                return FetchOk(
+                    url=req.url,
+                    final_url=str(url),
+                    http_status=response.status_code,
+                    headers=_flatten(response.headers),
+                    body=body,
+                    truncated=truncated,
+                    elapsed_ms=clock.elapsed_ms(),
+                    redirects=redirects,
+                )
+            finally:
+                await response.aclose()
 
     async def _precheck(self, target: httpx.URL, route: Route) -> None:
         """The guard's checks before a request is sent.
@@ -301,6 +298,35 @@ class Fetcher:
             chunks.append(chunk)
             size += len(chunk)
         return b"".join(chunks), False
+
+
+class _FetchClock:
+    """A fetch's one deadline, which starts when its first request gets its slots: queueing
+    before that is the caller's backpressure, not the site's slowness."""
+
+    def __init__(self, deadline: asyncio.Timeout, timeout_s: float) -> None:
+        self._deadline = deadline
+        self._timeout_s = timeout_s
+        self._started: float | None = None
+
+    def start(self) -> None:
+        """Start the clock (on the first hop; later hops run on the same deadline)."""
+        if self._started is None:
+            self._started = time.perf_counter()
+            self._deadline.reschedule(asyncio.get_running_loop().time() + self._timeout_s)
+
+    def elapsed_ms(self) -> float:
+        assert self._started is not None, "start() the clock first"
+        return (time.perf_counter() - self._started) * 1000
+
+
+def _redirect_target(url: httpx.URL, location: str) -> httpx.URL | FetchError:
+    """Where a redirect from ``url`` to ``location`` leads, or why it leads nowhere."""
+    try:
+        return parse_url(str(url.join(location)))
+    except (Rejection, httpx.InvalidURL) as exc:
+        reason = exc.message if isinstance(exc, Rejection) else str(exc)
+        return FetchError("invalid_redirect", f"redirect to {location!r}: {reason}", retryable=False)
 
 
 def _flatten(headers: httpx.Headers) -> dict[str, str]:

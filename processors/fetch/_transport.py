@@ -150,26 +150,32 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         route = request.extensions.get(ROUTE, _DIRECT)
         assert isinstance(route, Route)
-        timeout: dict[str, float | None] = request.extensions.get("timeout", {})
         headers = list(request.headers.multi_items())
-        proxy_url: yarl.URL | None = None
-        proxy_headers: dict[str, str] | None = None
-        if route.proxy is not None:
-            proxy_url = yarl.URL(route.proxy)
-            if proxy_url.user is not None:
-                # aiohttp sends proxy_headers only in CONNECT (https targets); a plain http request
-                # goes to the proxy as is, so there the header rides on the request itself
-                auth = f"{proxy_url.user}:{proxy_url.password or ''}".encode()
-                value = "Basic " + base64.b64encode(auth).decode("ascii")
-                proxy_url = proxy_url.with_user(None)
-                if request.url.scheme == "https":
-                    proxy_headers = {"Proxy-Authorization": value}
-                else:
-                    headers.append(("Proxy-Authorization", value))
+        proxy_url, proxy_headers = _proxy_for(route, request, headers)
+        response = await self._send(request, headers, route, proxy_url, proxy_headers)
+        size = _header_bytes(response.raw_headers)
+        if size > self.max_header_bytes:
+            response.close()  # the body is never read: the connection cannot be reused
+            raise Rejection(
+                "headers_too_large",
+                f"the response's headers are {size} bytes; the limit is {self.max_header_bytes}",
+            )
+        return _as_httpx(response, request)
+
+    async def _send(
+        self,
+        request: httpx.Request,
+        headers: list[tuple[str, str]],
+        route: Route,
+        proxy_url: yarl.URL | None,
+        proxy_headers: dict[str, str] | None,
+    ) -> aiohttp.ClientResponse:
+        """The request sent and the response head read, aiohttp's errors mapped to httpx's."""
+        timeout: dict[str, float | None] = request.extensions.get("timeout", {})
         session = self._session(route.guarded)
         try:
             with _mapped(request):
-                response = await session.request(
+                return await session.request(
                     request.method,
                     yarl.URL(str(request.url), encoded=True),
                     headers=headers,
@@ -188,25 +194,44 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     "(a line over 8190 bytes or more than 128 headers)",
                 ) from exc
             raise
-        size = _header_bytes(response.raw_headers)
-        if size > self.max_header_bytes:
-            response.close()  # the body is never read: the connection cannot be reused
-            raise Rejection(
-                "headers_too_large",
-                f"the response's headers are {size} bytes; the limit is {self.max_header_bytes}",
-            )
-        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
-        if response.reason:
-            extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_ResponseStream(response, request),
-            request=request,
-            extensions=extensions,
-        )
 
     async def aclose(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await session.close()
+
+
+def _proxy_for(
+    route: Route, request: httpx.Request, headers: list[tuple[str, str]]
+) -> tuple[yarl.URL | None, dict[str, str] | None]:
+    """The proxy URL aiohttp connects to (user info removed) and the CONNECT headers.
+
+    aiohttp sends ``proxy_headers`` only in CONNECT (https targets); a plain http request goes to
+    the proxy as is, so there the ``Proxy-Authorization`` header rides on the request itself
+    (appended to ``headers``)."""
+    if route.proxy is None:
+        return None, None
+    proxy_url = yarl.URL(route.proxy)
+    if proxy_url.user is None:
+        return proxy_url, None
+    auth = f"{proxy_url.user}:{proxy_url.password or ''}".encode()
+    value = "Basic " + base64.b64encode(auth).decode("ascii")
+    proxy_url = proxy_url.with_user(None)
+    if request.url.scheme == "https":
+        return proxy_url, {"Proxy-Authorization": value}
+    headers.append(("Proxy-Authorization", value))
+    return proxy_url, None
+
+
+def _as_httpx(response: aiohttp.ClientResponse, request: httpx.Request) -> httpx.Response:
+    """aiohttp's response head as an httpx response whose body streams from the connection."""
+    extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+    if response.reason:
+        extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
+    return httpx.Response(
+        status_code=response.status,
+        headers=response.raw_headers,
+        stream=_ResponseStream(response, request),
+        request=request,
+        extensions=extensions,
+    )

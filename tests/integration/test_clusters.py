@@ -29,7 +29,7 @@ def test_an_unknown_cluster_on_the_default_address_is_refused_before_any_topic_e
     monkeypatch.setenv("SCRAPELEDGER_CACHE_DIR", str(tmp_path / "cache"))  # no local broker recorded
     implicit = _implicit(settings)
     with pytest.raises(BrokerError) as refused:
-        Processor(implicit, "validator")
+        Processor(implicit, "validator").start()
     message = str(refused.value)
     assert "was not started by `scrapeledger broker`" in message
     assert f"set KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers}" in message

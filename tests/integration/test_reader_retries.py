@@ -13,9 +13,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 import ledger
-import replay._reader as reader
 from processors._crashes import read_crash_log
-from scrapeledger import topics
+from scrapeledger import reader, topics
 from scrapeledger.clients import make_producer
 from scrapeledger.settings import Settings
 

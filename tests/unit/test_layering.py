@@ -23,6 +23,8 @@ HEAVY = ("pydantic", "pydantic_settings", "quixstreams", "confluent_kafka", "htt
 RULES: dict[str, tuple[str, ...]] = {
     "import ledger": HEAVY,
     "import scrapeledger.errors": ("pydantic", "pydantic_settings"),
+    # replay is the operator's package, above both (static check: test_no_replay_below.py)
+    "import processors.validator, processors.scraper, processors.materializer, ws_edge": ("replay",),
 }
 """``import statement -> top-level modules that must not be in sys.modules after it``."""
 

@@ -1,8 +1,28 @@
-"""Reading topics from the start up to "now": the primitive every replay command is built on."""
+"""Reading the ledger back: the one place Scrapeledger reads Kafka history.
+
+Everything that needs what the topics already hold reads it through here, with a group-less
+consumer (manual assignment, nothing committed):
+
+* :func:`read_to_end` - a topic (or some partitions) from the beginning, or from given offsets,
+  up to the high watermark seen when the read started; :func:`committed_offsets` says where a
+  consumer group stands. The processors' start-up crash-log read (``processors._crashes``) and
+  the scraper's cancel reader (``processors._cancels``) are built on these.
+* :func:`history`, :func:`current_state`, :func:`latest_states` - one job's events, its latest
+  ``job-state`` record, every job's: what the edge's HTTP API answers and what ``replay`` prints.
+* :func:`follow` - one job's events as they are written: the edge's SSE stream.
+
+A broker that has just started (or lost a node) answers "no leader" or NOT_LEADER_FOR_PARTITION
+for a moment; the reads retry that for :data:`TRANSIENT_S` before they fail with
+:class:`~scrapeledger.errors.BrokerUnavailableError`.
+
+This module sits in the shared package, below the processors, the edge and the operator's
+``replay`` package, which all use it (``replay`` re-exports its names).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,10 +30,13 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from scrapeledger.clients import KAFKA_LOG, fetch_config
-from scrapeledger.errors import BrokerUnavailableError
-from scrapeledger.partitioner import partition_for
-from scrapeledger.settings import Settings
+import ledger
+
+from . import topics
+from .clients import IDLE_FETCH_WAIT_MS, KAFKA_LOG, fetch_config
+from .errors import BrokerUnavailableError, EventError, UnknownJobError
+from .partitioner import partition_for
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -173,3 +196,103 @@ def job_partition(settings: Settings, topic: str, job_id: str) -> int:
         return partition_for(job_id, len(partitions_of(c, topic)))
     finally:
         c.close()
+
+
+# --- one job's history and state ----------------------------------------------------------
+
+
+def history(settings: Settings, job_id: str) -> list[ledger.Event]:
+    """Every ledger event of ``job_id``, in ledger order. Raises :class:`UnknownJobError`."""
+    topic = settings.topic(topics.LEDGER)
+    partition = job_partition(settings, topic, job_id)
+    key = job_id.encode()
+    events: list[ledger.Event] = []
+    for msg in read_to_end(settings, topic, partitions=[partition]):
+        if msg.key() != key:
+            continue
+        try:
+            events.append(ledger.decode_event(msg.value()))
+        except EventError:
+            continue  # poison records are in the DLQ; a history shows the job's events
+    if not events:
+        raise UnknownJobError(f"no events for job {job_id} in {topic}")
+    return events
+
+
+def latest_states(settings: Settings) -> dict[str, ledger.JobState | None]:
+    """Every job's latest record in ``job-state`` (None where the last one is a tombstone)."""
+    latest: dict[str, ledger.JobState | None] = {}
+    for msg in read_to_end(settings, settings.topic(topics.JOB_STATE)):
+        value = msg.value()
+        latest[msg.key().decode()] = None if value is None else ledger.JobState.from_json(value)
+    return latest
+
+
+def current_state(settings: Settings, job_id: str) -> ledger.JobState | None:
+    """The job's latest state in the compacted ``job-state`` topic (None if absent or removed)."""
+    topic = settings.topic(topics.JOB_STATE)
+    partition = job_partition(settings, topic, job_id)
+    key = job_id.encode()
+    latest: ledger.JobState | None = None
+    for msg in read_to_end(settings, topic, partitions=[partition]):
+        if msg.key() == key:
+            value = msg.value()
+            latest = None if value is None else ledger.JobState.from_json(value)
+    return latest
+
+
+# --- following one job as it is written ---------------------------------------------------
+
+# Any pod can follow any job, because the ledger is the only state it needs: a stream that dies
+# with its pod is resumed on another from the last Kafka offset the client saw (SSE's
+# ``Last-Event-ID``). The read starts at the beginning of the job's partition (the fold needs the
+# whole history to know when the job is finished) and filters by key, like :func:`history`.
+
+CAUGHT_UP = None
+"""Yielded once, when the read reached the partition's end as it was when the read started:
+a job with no event by then is unknown (ids are issued only once their submit is durable)."""
+
+
+def follow(
+    settings: Settings, job_id: str, stop: threading.Event, *, poll_s: float = 0.5
+) -> Iterator[tuple[int, ledger.Event] | None]:
+    """``(offset, event)`` for each event of ``job_id``, from the first one on and then as they
+    are written, until ``stop`` is set; :data:`CAUGHT_UP` once in between (see there)."""
+    topic = settings.topic(topics.LEDGER)
+    c = consumer(settings, **{"fetch.wait.max.ms": IDLE_FETCH_WAIT_MS})
+    try:
+        partition = partition_for(job_id, len(partitions_of(c, topic)))
+        try:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        except KafkaException as exc:
+            raise BrokerUnavailableError(f"cannot read {topic}[{partition}]: {exc}") from None
+        c.assign([TopicPartition(topic, partition, low)])
+        caught_up = high <= low
+        if caught_up:
+            yield CAUGHT_UP
+        key = job_id.encode()
+        while not stop.is_set():
+            msg = c.poll(poll_s)
+            if msg is None or msg.error() is not None:
+                if not caught_up:  # gaps (transaction markers) can hide the last offset
+                    (tp,) = c.position([TopicPartition(topic, partition)])
+                    if tp.offset >= high:
+                        caught_up = True
+                        yield CAUGHT_UP
+                continue
+            if msg.key() == key:
+                event = _decoded(msg.value())
+                if event is not None:  # poison records are in the DLQ; a stream shows events
+                    yield msg.offset(), event
+            if not caught_up and msg.offset() >= high - 1:
+                caught_up = True
+                yield CAUGHT_UP
+    finally:
+        c.close()
+
+
+def _decoded(raw: bytes | None) -> ledger.Event | None:
+    try:
+        return ledger.decode_event(raw)
+    except EventError:
+        return None

@@ -1,10 +1,12 @@
 """Expiry: finished jobs older than the replay window leave ``job-state``.
 
-``expire`` finds terminal jobs whose ``finished_at`` is older than ``SCRAPELEDGER_REPLAY_WINDOW_S``
-in the compacted topic and appends a ``JobExpired`` event for each. The materializer folds it,
-tombstones the job's ``job-state`` record and keeps only a small stub, so a later resume is
-answered "expired" rather than "unknown". The event id is fixed per job: running the sweep twice
-(or on two materializers) records one expiry.
+The materializer runs :class:`ExpiryLoop` next to its pipeline, and an operator can run one
+sweep by hand (``replay`` re-exports :func:`expire`). :func:`expire` finds terminal jobs whose
+``finished_at`` is older than ``SCRAPELEDGER_REPLAY_WINDOW_S`` in the compacted topic and
+appends a ``JobExpired`` event for each. The materializer folds it, tombstones the job's
+``job-state`` record and keeps only a small stub, so a later resume is answered "expired" rather
+than "unknown". The event id is fixed per job: running the sweep twice (or on two
+materializers) records one expiry.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import ledger
 from scrapeledger import topics
 from scrapeledger.clients import make_producer
 from scrapeledger.errors import BrokerError
+from scrapeledger.reader import latest_states
 from scrapeledger.settings import Settings
-
-from ._history import latest_states
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,18 @@ def expire(settings: Settings, *, now: float | None = None) -> list[str]:
 
 
 class ExpiryLoop:
-    """Run :func:`expire` every ``interval`` seconds in a daemon thread (in the materializer)."""
+    """Run :func:`expire` every ``interval`` seconds in a daemon thread (in the materializer),
+    from :meth:`start` until :meth:`close`."""
 
     def __init__(self, settings: Settings, interval: float | None = None) -> None:
         self.settings = settings
         self.interval = interval or min(300.0, max(1.0, settings.replay_window_s / 4))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="expiry", daemon=True)
+
+    def start(self) -> ExpiryLoop:
         self._thread.start()
+        return self
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -64,4 +69,5 @@ class ExpiryLoop:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
