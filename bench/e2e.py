@@ -97,6 +97,22 @@ async def service(ws_url: str, urls: list[str], clients: int, window: int) -> tu
     return len(urls) / (time.perf_counter() - start), latencies
 
 
+def bench_stack(bootstrap: str, tmp: str, concurrency: int) -> tuple[Settings, Stack]:
+    """Settings with a fresh topic prefix, and a stack whose scraper fetches ``concurrency`` at once.
+
+    Every page is on one host here: the per-host cap is lifted to the process's concurrency, as
+    the baselines have no per-host cap either.
+    """
+    settings = Settings(
+        bootstrap_servers=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}-",
+        state_dir=f"{tmp}/state",
+    )
+    stack = Stack(settings, Path(tmp), env={"SCRAPELEDGER_LOG_LEVEL": "WARNING",
+                                            "SCRAPER_PER_HOST": str(concurrency),
+                                            "SCRAPER_CONCURRENCY": str(concurrency)})
+    return settings, stack
+
+
 def stage_latencies(settings: Settings) -> dict[str, float]:
     """Median time between consecutive ledger events of a job, per step (from their ``at``)."""
     import ledger
@@ -139,15 +155,7 @@ def main() -> None:
     args = ap.parse_args()
 
     with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp, start_pages() as pages:
-        settings = Settings(
-            bootstrap_servers=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}-",
-            state_dir=f"{tmp}/state",
-        )
-        # every page is on one host here: lift the per-host cap to the process's concurrency,
-        # as the baseline has no per-host cap either
-        stack = Stack(settings, Path(tmp), env={"SCRAPELEDGER_LOG_LEVEL": "WARNING",
-                                                "SCRAPER_PER_HOST": str(args.concurrency),
-                                                "SCRAPER_CONCURRENCY": str(args.concurrency)})
+        settings, stack = bench_stack(bootstrap, tmp, args.concurrency)
         try:
             stack.processors()
             ws_url = stack.edge()

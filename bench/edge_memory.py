@@ -33,7 +33,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -44,7 +43,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.e2e import broker
+from bench.e2e import bench_stack, broker
 from scrapeledger.settings import Settings
 from tests.support.stack import Stack, start_pages
 
@@ -259,13 +258,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _exit_on_signal)
 
     with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp, start_pages() as pages:
-        settings = Settings(
-            bootstrap_servers=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}-",
-            state_dir=f"{tmp}/state",
-        )
-        stack = Stack(settings, Path(tmp), env={"SCRAPELEDGER_LOG_LEVEL": "WARNING",
-                                                "SCRAPER_PER_HOST": str(args.concurrency),
-                                                "SCRAPER_CONCURRENCY": str(args.concurrency)})
+        _settings, stack = bench_stack(bootstrap, tmp, args.concurrency)
         try:
             stack.processors()
             ws_url = stack.edge(EDGE)

@@ -7,13 +7,12 @@ import signal
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from ..errors import LocalBrokerError
 from ._classpath import KAFKA_VERSION
 from ._config import CLUSTER_STATE_FILE, ClusterNode, free_port, new_cluster_id, read_state, write_state
-from ._process import LOG_TAIL, LocalBroker, make_temp_dir, remove_temp_dir
+from ._process import LOG_TAIL, LocalBroker, Running, make_temp_dir, remove_temp_dir
 
 # one logger for the whole launcher, as when it was one module: lines keep their name
 log = logging.getLogger("scrapeledger.broker")
@@ -22,7 +21,7 @@ _CLEAN_EXITS = (0, 143, -signal.SIGTERM, None)
 """Exit codes of a node that stopped as asked (143: the JVM's answer to SIGTERM)."""
 
 
-class LocalCluster:
+class LocalCluster(Running):
     """Several local Kafka nodes in one cluster: ``scrapeledger broker --nodes 3``.
 
     Every node is a combined broker+controller (``process.roles=broker,controller``) and a voter
@@ -128,18 +127,6 @@ class LocalCluster:
         if self._owns_dir:
             remove_temp_dir(self.data_dir)
         return worst
-
-    def __enter__(self) -> LocalCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _new_state(nodes: int, port: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from ..children import spawn
 from ..errors import LocalBrokerError
@@ -49,11 +50,33 @@ LOG_TAIL = 40
 """Lines of the broker's output an error message carries."""
 
 
+class Running:
+    """What a local node and a local cluster share: ``with`` starts it and always stops it."""
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def stop(self) -> int | None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 class BrokerStartAborted(LocalBrokerError):
     """``start()`` was asked to give up (SIGTERM/SIGINT during ``scrapeledger broker`` start-up)."""
 
 
-class LocalBroker:
+class LocalBroker(Running):
     """One local Kafka node: ``with LocalBroker(port=0) as broker: use(broker.bootstrap)``.
 
     The data directory keeps the log, the formatted metadata (with its cluster id) and both ports,
@@ -296,18 +319,6 @@ class LocalBroker:
         if proc.stdout is not None:
             proc.stdout.close()
         _RUNNING.discard(proc)
-
-    def __enter__(self) -> LocalBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # Safety net for callers that forget stop(): the JVM runs in its own session, so nothing else
