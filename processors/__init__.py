@@ -1,6 +1,7 @@
 """Quix Streams processors over the ledger: validator, scraper and state materializer.
 
-Each module exposes a pure step function (unit-tested without a broker), ``build(settings)`` that
+Each processor module (``validator``, ``scraper``, ``materializer``) exposes its step function
+(no Kafka, no metrics, no fault points: unit-tested without a broker), ``build(settings)`` that
 wires it into a Quix Streams application without touching the broker (``Processor.start()``
 does the I/O), and ``main(settings)``.
 

@@ -1,12 +1,15 @@
 """What every Quix Streams processor shares: the Application, the topics, and routed outputs.
 
 Processors stay thin: each turns one ledger record into a list of :class:`Out` records with a
-pure step function, and the Quix Streams app routes each ``Out`` to its topic. The step is pure
-(state and record in, outputs out); what the running process adds around it - the Prometheus
-counters and the ``SCRAPELEDGER_FAULTS`` fault points - is wrapped around it in each
-processor's app wiring (``instrumented_step``), never inside it. Values are encoded by our own
-code (``ledger.encode_event``), so the framework's serializers only pass bytes through and a
-record that does not decode reaches our step function instead of crashing the consumer.
+step function (the scraper's step picks the trigger its ``FetchSink`` runs instead), and the
+Quix Streams app routes each ``Out`` to its topic. The step does no I/O of its own (the record
+and the job's state in, outputs out; its only effect is on that state); what the running
+process adds around it - the Prometheus counters and the ``SCRAPELEDGER_FAULTS`` fault points -
+is wrapped around it in each processor's app wiring (``instrumented_step``; the scraper's
+``instrumented_trigger``, whose fault point sits in the fetch itself), never inside it. Values
+are encoded by our own code (``ledger.encode_event``), so the framework's serializers only pass
+bytes through and a record that does not decode reaches our step function instead of crashing
+the consumer.
 
 Building a :class:`Processor` is cheap; :meth:`Processor.start` (or :meth:`Processor.run`)
 does the I/O: health server, broker wait, topics, crash-log read, the Application.
@@ -85,10 +88,11 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "fetch.wait.max.ms": IDLE_FETCH_WAIT_MS,
         "max.poll.interval.ms": 300_000,
         # longer than a cluster takes to move the group coordinator off a dead node: it is
-        # fenced after broker.session.timeout.ms (9 s) and only then does __consumer_offsets get
-        # a new leader; a 10 s session ran out first, so librdkafka dropped the assignment as
-        # lost and rejoined, which killed a processor (see is_broker_failure). 45 s is Kafka's
-        # own default (KIP-735); a restarted process still takes its partitions back at once
+        # fenced after broker.session.timeout.ms (9 s, Kafka's default, which no broker config
+        # here changes) and only then does __consumer_offsets get a new leader; a 10 s session
+        # ran out first, so librdkafka dropped the assignment as lost and rejoined, which
+        # killed a processor (see is_broker_failure). 45 s is Kafka's own default (KIP-735); a
+        # restarted process still takes its partitions back at once (static membership, below)
         "session.timeout.ms": 45_000,
         "heartbeat.interval.ms": 3_000,
         # static membership: a restarted process (same POD_NAME: a container restart, a

@@ -9,9 +9,9 @@ record that is not a cancel with the cheap type test (``ledger.may_be``), and ha
 to the sink, which abandons the job's attempt in flight. It starts where the pipeline will (the
 group's committed offsets), so no cancel of an attempt this process may run is missed.
 
-Cost: the scraper fetches the ledger twice (~6 small records per job; measured nowhere near the
-fetch path's cost, see docs/api.md). A topic of cancels only would avoid it and is a topology
-change left for later.
+Cost: the scraper fetches the ledger twice (~6 small records per job, each but a cancel skipped
+by the type test without decoding; docs/api.md, "Cancellation"). A topic of cancels only would
+avoid it and is a topology change left for later.
 """
 
 from __future__ import annotations

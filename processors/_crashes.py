@@ -23,7 +23,8 @@ process, so it is kept in the ledger, and this module reads it back:
    refetch); in flight at ``SOLO_AFTER`` (2) deaths -> run **solo**, nothing else in flight, so
    the next death is charged to it and not to its neighbours; died ``SCRAPER_MAX_CRASHES``
    times running solo -> **dead**: the scraper dead-letters it (``scraper_crashed``, DLQ copy
-   first) instead of dying again. A fetch that kills the scraper every time costs 4 deaths.
+   first) instead of dying again. A fetch that kills the scraper every time costs
+   ``SOLO_AFTER`` + ``SCRAPER_MAX_CRASHES`` deaths (4 by default).
 
 The read covers every partition, not only the ones this process will be assigned, because the
 assignment is not known yet. A partition that moves to a long-running process in a rebalance is

@@ -6,7 +6,8 @@ compacted ``job-state`` topic (the latest per job, once per checkpoint: :class:`
 when the fold says a result is due (the job just finished, or a client attached to a finished
 job), one delivery notice per pod to the ``deliveries`` topic, keyed by pod id, at once (the
 route, end to end: :mod:`scrapeledger.delivery`).
-Records that do not decode go to the DLQ instead of stopping the pipeline.
+Records that do not decode, or whose key is not their event's job, go to the DLQ instead of
+stopping the pipeline.
 """
 
 from __future__ import annotations
@@ -128,8 +129,9 @@ def materialize(event: ledger.Event, state: Any) -> Materialized:
 def materialize_step(raw: bytes | None, key: str | None, state: Any, pod: str) -> list[Out]:
     """One ledger record in; new state, deliveries and poison notices out. Never raises on input.
 
-    Pure: the pipeline runs the same two stages through :func:`instrumented_step`, which adds
-    the metrics and the fault point."""
+    No I/O, no metrics, no fault point (its only effect is the job's new state in ``state``):
+    the pipeline runs the same two stages through :func:`instrumented_step`, which adds the
+    metrics and the fault point."""
     event = ledger_event(raw, key, pod)
     if isinstance(event, Skip):
         return list(event.outs)
@@ -200,7 +202,7 @@ class OutSink(BaseSink):
             raise BrokerError(f"materializer outputs not written: {left} unsent, errors {errors[:3]}")
 
 
-# --- app wiring: the pure step, counted and with its fault point ---------------------------
+# --- app wiring: the step, counted and with its fault point --------------------------------
 
 
 def instrumented_step(

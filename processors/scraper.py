@@ -143,7 +143,7 @@ class FetchSink(BaseSink):
         self._fetcher: Fetcher | None = None
         self._producer: AsyncProducer | None = None
         # formats are CPU work (milliseconds per page for markdown): off the fetch loop, see
-        # _stored_body
+        # stored_body
         self._converters = concurrent.futures.ThreadPoolExecutor(
             settings.scraper_format_threads, thread_name_prefix="scraper-formats"
         )

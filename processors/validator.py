@@ -179,16 +179,17 @@ def validate_step(
     """One ledger record in, the validator's events out. Total: never raises on bad input.
 
     :func:`submit_to_validate` picks the submit (``state``: the job's state store, needed for
-    keyed submits: the first one wins), :func:`validate` judges it. Pure: the pipeline runs the
-    same two stages through :func:`instrumented_step`, which adds the metrics and the fault
-    point."""
+    keyed submits: the first one wins, and is marked there), :func:`validate` judges it. No
+    I/O, no metrics, no fault point (its only effect is that mark in ``state``): the pipeline
+    runs the same two stages through :func:`instrumented_step`, which adds the metrics and the
+    fault point."""
     event = submit_to_validate(raw, state)
     if isinstance(event, Skip):
         return list(event.outs)
     return validate(event, settings, vault, trusted)
 
 
-# --- app wiring: the pure step, counted and with its fault point ---------------------------
+# --- app wiring: the step, counted and with its fault point --------------------------------
 
 
 def instrumented_step(

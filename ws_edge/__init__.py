@@ -1,4 +1,5 @@
-"""The WebSocket edge (Tornado) and the Python client that talks to it."""
+"""The edge (Tornado: the WebSocket, the HTTP API and the dashboard on one port) and the Python
+client that talks to it."""
 
 from scrapeledger.errors import ClientError, ClientTimeoutError, EdgeUnreachableError, UnauthorizedError
 

@@ -6,8 +6,9 @@ object of the same shape made here (``status`` ``error`` or ``unknown_job`` with
 outcome has ``url`` and ``status``; ``ref`` is the caller's ref when it gave one and absent
 otherwise (the frames' own refs are the client's bookkeeping). Client-side ``error`` codes:
 ``unreachable`` (no edge answered, at the first connect or after a drop), ``client_timeout`` (a
-reply or result did not come within the client's bound), else the code of the edge's ``error``
-frame (``bad_frame``, ``submit_failed``, ``draining``...).
+reply or result did not come within the client's bound), ``client_error`` (any other failure of
+the client), else the code of the edge's ``error`` frame (``bad_frame``, ``draining``...; a
+``submit_failed`` or ``rate_limited`` submit is sent again by the client, not reported).
 """
 
 from __future__ import annotations

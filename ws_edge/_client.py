@@ -381,9 +381,10 @@ class Client:
             await self._write(frame)  # a cancel is idempotent
 
     async def _resume_again(self, pending: _Pending) -> None:
-        """Resume a pending job under a new ref: an error frame for it fails the job's wait, and
-        a ``rate_limited`` one (the edge limits resumes per connection; a reconnect resumes
-        every job at once) sends it again after ``retry_after``."""
+        """Resume a pending job under a new ref, so that :meth:`_on_error` can tell its answer:
+        an error frame for it fails the job's wait, and a ``rate_limited`` one (the edge limits
+        resumes per connection; a reconnect resumes every job at once) sends it again after
+        ``retry_after`` (:meth:`_retry_later`)."""
         if pending.result.done() or pending.job_id is None:
             return
         ref = f"r{next(self._refs)}"

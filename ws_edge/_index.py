@@ -9,7 +9,7 @@ are dropped first) and a fixed number of counter buckets.
 Counting needs no per-job memory beyond the index: a job is counted as submitted when it enters
 the index and as finished when its state first turns terminal there. A state of a job older than
 the oldest one ever dropped (the *horizon*) is refused, so a dropped job can never come back and
-be counted twice. Pure and clock-injected; a lock makes it safe to feed from a consumer thread
+be counted twice. No I/O, clock-injected; a lock makes it safe to feed from a consumer thread
 while the event loop reads.
 """
 

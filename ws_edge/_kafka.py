@@ -2,8 +2,10 @@
 
 * Submits go through an idempotent producer with ``acks=all``; the caller awaits the broker's
   acknowledgement before it tells the client ``accepted``.
-* Deliveries: the materializer keys delivery notices by pod id, so Kafka's default partitioner
-  puts all of this pod's notices in one partition. The edge computes that partition
+* Deliveries (results, and the materializer's replies to keyed submits and cancels): the
+  materializer keys delivery notices by pod id, so Kafka's murmur2 partitioner (every
+  producer's, :data:`scrapeledger.partitioner.KAFKA_PARTITIONER`) puts all of this pod's notices
+  in one partition. The edge computes that partition
   (:func:`scrapeledger.delivery.pod_partition`) and reads only it, from the end offset it saw
   at start-up, filtering the rare notice of another pod whose id hashes to the same partition.
   The route end to end, and the pieces shared with the materializer: :mod:`scrapeledger.delivery`.

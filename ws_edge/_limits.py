@@ -5,7 +5,9 @@ Each class is one limit, with no I/O and an injectable clock, so the HTTP and We
 
 * :class:`ConnectionBudget` - open TCP connections, in all and per client address; a small
   reserve over the total cap for addresses holding none (health probes keep answering at the cap).
-* :class:`TokenBucket` - a rate (resumes per connection per second), with the wait to report.
+* :class:`TokenBucket` - a rate (resumes per connection per second; an API key's submits), with
+  the wait to report.
+* :class:`KeyBudget` - per API key owner: jobs in flight through this pod, and a submit rate.
 * :class:`SendBudget` - bytes handed to a socket and not yet flushed to the kernel.
 * :class:`AttachWindow` - which jobs this pod already recorded a ``ClientAttached`` for, and
   the last answer it was given for each, within a window: repeated resumes write nothing.

@@ -1,9 +1,10 @@
-"""The scraper's fetch engine: pure asyncio, no Kafka.
+"""The scraper's fetch engine: asyncio only, no Kafka.
 
-``validate_url`` and ``check_address`` are the static checks the validator runs;
-``resolve_and_check`` adds DNS; :class:`Fetcher` performs a job's GET with limits, redirects,
-proxies and the SSRF guard, and turns every outcome into :class:`FetchOk` or :class:`FetchError`;
-``backoff_delay`` says when to try again. See docs/scraper.md for the error codes.
+``validate_url`` and :meth:`AddressGuard.check_literal` (over ``check_address``) are the static
+checks the validator runs; ``resolve_and_check`` adds DNS; :class:`Fetcher` performs a job's GET
+with limits, redirects, proxies and the SSRF guard, and turns every outcome into
+:class:`FetchOk` or :class:`FetchError`; ``backoff_delay`` says when to try again. See
+docs/scraper.md for the error codes.
 """
 
 from ._backoff import backoff_delay

@@ -3,8 +3,8 @@
 
 Full jitter (a uniform draw between 0 and the capped exponential step) rather than decorrelated
 jitter: decorrelated jitter needs the previous delay, and the scraper keeps only the attempt
-number in the ledger (a crash must never reset retry state), so a stateless formula fits. The
-random spread is what stops a burst of jobs that failed together from retrying together.
+number in the ledger (a crash must never reset the attempt count), so a stateless formula fits.
+The random spread is what stops a burst of jobs that failed together from retrying together.
 """
 
 from __future__ import annotations

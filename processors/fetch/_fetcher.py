@@ -42,7 +42,8 @@ _ORIGIN_BOUND_HEADERS = frozenset({"authorization", "cookie"})
 
 
 class _Redirect(Exception):
-    """Raised by a response hook to hand a redirect's ``Location`` back to :meth:`Fetcher._follow`."""
+    """Raised by a response hook to hand a redirect's ``Location`` back to :meth:`Fetcher._hop`,
+    which returns it to :meth:`Fetcher._follow`."""
 
     def __init__(self, location: str) -> None:
         super().__init__(location)

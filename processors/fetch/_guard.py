@@ -4,8 +4,9 @@ A job names a URL; the danger is the *address* that URL ends up at (a cloud meta
 169.254.169.254, the broker on 10.0.0.5, an admin port on 127.0.0.1). Checking the name is not
 enough - DNS can answer differently at validation and at fetch time (rebinding) - so the fetcher
 applies :class:`AddressGuard` where the connection is made: its :class:`GuardedResolver` is the
-only resolver the HTTP connection pool uses, and IP-literal hosts (which skip resolvers) are
-checked before the request is sent.
+only resolver the HTTP connection pools use (the operator's proxies' pool resolves through it
+without checking), and IP-literal hosts (which skip resolvers) are checked before the request
+is sent.
 """
 
 from __future__ import annotations

@@ -140,7 +140,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),  # one job's cookies never reach another
-                auto_decompress=False,  # httpx decodes, so the body cap counts decoded bytes
+                # the fetcher decodes (_decoding.bounded_decoder), so the cap counts decoded bytes
+                auto_decompress=False,
                 trust_env=False,  # proxies come from settings and jobs, not the environment
                 timeout=aiohttp.ClientTimeout(total=None),
             )

@@ -78,7 +78,7 @@ export function drawTimeline(svg, events, now) {
     }
   }
 
-  // one row per attempt: the fetch as a bar, the back-off before it hatched
+  // one row per attempt: the fetch as a bar, the back-off before it dashed
   runs.forEach((a, i) => {
     const y = rowY(i + 1);
     svg.append(el("text", { x: 4, y: y + 14, class: "row-label" }, `attempt ${a.n}`));
