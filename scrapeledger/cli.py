@@ -1,6 +1,10 @@
-"""The ``scrapeledger`` command: one subcommand per component, plus the client and the replay CLI.
+"""The ``scrapeledger`` command: one subcommand per component (``broker``, ``edge``,
+``validator``, ``scraper``, ``state``), ``up`` for all of them, the client (``submit``),
+``keygen`` and the replay CLI (``replay``).
 
-Only entry points configure logging (one line per job transition, to stderr); libraries just log.
+The top layer: it imports every app (lazily, inside its subcommand), and nothing imports it
+(``tests/unit/test_layering.py``). Only entry points configure logging (one line per job
+transition, to stderr); libraries just log.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Kafka client configs every Scrapeledger producer shares, and the asyncio producer bridge."""
+"""Kafka client configs every Scrapeledger producer (and consumer fetch) shares, and the asyncio
+producer bridge."""
 
 from __future__ import annotations
 
