@@ -1,4 +1,5 @@
-"""Replay: read a job's history, rebuild state from the ledger, re-drive failed jobs, tail.
+"""Replay: the operator's package. Read a job's history and state, rebuild ``job-state`` from the
+ledger, re-drive failed jobs, tail the ledger, expire old jobs.
 
 Each command is a library call returning a result; ``replay.cli`` is a thin shell over them.
 The readers they share with the processors and the edge live below all three, in
