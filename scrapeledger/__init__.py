@@ -4,9 +4,9 @@ Plumbing (above ``ledger``, below ``processors``, ``ws_edge`` and ``replay``): `
 ``errors`` (the whole exception tree), ``topics``, the Kafka ``clients``, ``reader`` (reading the
 ledger back), ``delivery`` (the result route to the edge pod) and ``partitioner``, ``outage``,
 ``observability``, ``vault``, ``redact``, ``clusters``, ``children``, ``faults``; the local Kafka
-launcher ``broker/`` (dev and test only). The top layer, imported by nothing below it: ``cli``
-(the ``scrapeledger`` command), ``supervisor`` (``scrapeledger up``) and ``submit`` (the client
-command).
+launcher ``broker/`` (dev and test only). On top of every layer, imported by nothing: ``cli``
+(the ``scrapeledger`` command), with the two commands only it imports, ``supervisor``
+(``scrapeledger up``) and ``submit`` (the client command).
 
 ``Settings`` is loaded on first use (PEP 562 ``__getattr__``), not at ``import scrapeledger``:
 it pulls in pydantic, and every layer above ``ledger`` imports something from this package
