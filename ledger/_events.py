@@ -2,8 +2,9 @@
 
 Events are the source of truth; job state is only ever a fold of them (see ``_fold``). Each event
 carries the envelope fields the architecture names (``event_id``, ``job_id``, ``type``, ``at``,
-``source``, ``v``, ``attempt``) and a small payload. Page bodies never ride in an event; a
-``ScrapeSucceeded`` carries a reference to the bodies topic instead.
+``source``, ``v``, ``attempt``) and a small payload. Page bodies do not ride in events: a
+``ScrapeSucceeded`` carries a reference into the bodies topic instead, or the body itself only when
+it is at most ``SCRAPELEDGER_INLINE_BODY_BYTES`` long (default 0: only an empty body).
 
 Event ids of events written by processors that may reprocess a record after a crash are derived
 from the job and the step (``<job>/validated``, ``<job>/a2/outcome``), so a reprocessed step writes

@@ -1,4 +1,7 @@
-"""Replay: read a job's history, rebuild state from the ledger, re-drive failed jobs, tail.
+"""Replay, the operator's package: a job's history and state, rebuild, redrive, tail, expire.
+
+It reads a job's history and state, rebuilds ``job-state`` from the ledger, re-drives failed
+jobs, tails the ledger live and expires jobs past the replay window.
 
 Each command is a library call returning a result; ``replay.cli`` is a thin shell over them.
 The readers they share with the processors and the edge live below all three, in

@@ -1,10 +1,10 @@
 """Following the whole ledger live, every job and every partition: what ``replay tail`` prints.
 
-Unlike :func:`~replay.follow` (one job, from the start of its partition, for the edge's SSE
-stream), a tail starts where the ledger ends *now* (or at its beginning, on request) and shows
-what is written from then on, optionally only some event types or one job. The start offsets
-are the concrete end offsets read at assignment, not Kafka's "latest", so "tailing" is a promise:
-nothing written after the tail said so is missed. A record that does not decode is reported as
+Unlike :func:`scrapeledger.reader.follow` (one job, from the start of its partition, for the
+edge's SSE stream), a tail starts where the ledger ends *now* (or at its beginning, on request)
+and shows what is written from then on, optionally only some event types or one job. The start
+offsets are the concrete end offsets read at assignment, not Kafka's "latest", so "tailing" is a
+promise: nothing written after the tail said so is missed. A record that does not decode is reported as
 poison, with its place in the topic, and the tail goes on.
 """
 

@@ -1,4 +1,4 @@
-"""``scrapeledger replay``: history, redrive, rebuild, tail. Diagnostics go to stderr."""
+"""``scrapeledger replay``: history, state, rebuild, redrive, tail, expire. Diagnostics go to stderr."""
 
 from __future__ import annotations
 

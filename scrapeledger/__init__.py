@@ -1,8 +1,17 @@
-"""Scrapeledger: shared configuration, errors, topics and the local Kafka runtime.
+"""Scrapeledger's shared package: the plumbing every component uses, and the top layer.
+
+Plumbing (above ``ledger``, below ``processors``, ``ws_edge`` and ``replay``): ``settings``,
+``errors`` (the whole exception tree), ``topics``, the Kafka ``clients``, ``reader`` (reading the
+ledger back), ``delivery`` (the result route to the edge pod) and ``partitioner``, ``outage``,
+``observability``, ``vault``, ``redact``, ``clusters``, ``children``, ``faults``; the local Kafka
+launcher ``broker/`` (dev and test only). On top of every layer, imported by nothing: ``cli``
+(the ``scrapeledger`` command), with the two commands only it imports, ``supervisor``
+(``scrapeledger up``) and ``submit`` (the client command).
 
 ``Settings`` is loaded on first use (PEP 562 ``__getattr__``), not at ``import scrapeledger``:
-it pulls in pydantic, and every layer imports something from this package (``errors`` at the
-least), including ``ledger``-only tools that never read a setting.
+it pulls in pydantic, and every layer above ``ledger`` imports something from this package
+(``errors`` at the least), including tools that only need the ledger's types and never read a
+setting.
 """
 
 from typing import TYPE_CHECKING, Any

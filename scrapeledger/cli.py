@@ -1,6 +1,12 @@
-"""The ``scrapeledger`` command: one subcommand per component, plus the client and the replay CLI.
+"""The ``scrapeledger`` command: a subcommand per component, ``up``, the client, the replay CLI.
 
-Only entry points configure logging (one line per job transition, to stderr); libraries just log.
+The components are ``broker``, ``edge``, ``validator``, ``scraper`` and ``state``; ``up`` runs
+them all, ``submit`` is the client, ``keygen`` makes a credentials key, ``replay`` is the
+operator's CLI (``replay.cli``).
+
+The top layer: it imports every app (lazily, inside its subcommand), and nothing below it
+imports it (``tests/unit/test_layering.py``). Only entry points configure logging (one line per
+job transition, to stderr); libraries just log.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Kafka client configs every Scrapeledger producer shares, and the asyncio producer bridge."""
+"""Kafka client configs Scrapeledger's producers and consumers share; the asyncio producer bridge."""
 
 from __future__ import annotations
 

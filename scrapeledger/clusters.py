@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def registry_dir() -> Path:
-    from .broker import cache_root  # the broker module records into this registry
+    from .broker import cache_root  # the broker package records into it (broker/_readiness.py)
 
     return cache_root() / "local-brokers"
 

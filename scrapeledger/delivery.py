@@ -34,11 +34,11 @@ done, and is named here:
    offset it saw at start-up, read before ``/readyz`` turns ready, so no notice for a job this
    pod accepted can be skipped. Two pod ids may hash to one partition, so it drops notices
    that are not its own (:func:`is_for_pod`) and decodes the rest (:func:`decode_notice`).
-6. **Bodies.** A succeeded job's notice carries the page inline when it is small
-   (up to ``SCRAPELEDGER_INLINE_BODY_BYTES``, off by default), else a (partition, offset) reference into the
-   ``bodies`` topic, where the scraper wrote it once (lz4, by the producer) and where it stays
-   for the replay window. The edge resolves a batch of references with one sequential read per
-   run of nearby offsets (``ws_edge._kafka.read_bodies``).
+6. **Bodies.** A succeeded job's notice carries the page inline when it is small (at most
+   ``SCRAPELEDGER_INLINE_BODY_BYTES``, default 0: only an empty body), else a (partition, offset)
+   reference into the ``bodies`` topic, where the scraper wrote it once (lz4, by the producer)
+   and where it stays for the replay window. The edge resolves a batch of references with one
+   sequential read per run of nearby offsets (``ws_edge._kafka.read_bodies``).
 7. **Into the socket** (``ws_edge/_server.py``, ``Edge._on_deliveries``): each result goes to
    the sockets (or waiting HTTP requests) that wait for the job on this pod; the pod then
    records ``ResultDelivered`` (once per job and attach window). A notice nobody waits for is

@@ -2,7 +2,7 @@
 
 A Kafka broker that is killed and restarted (a node replaced, a crash, an upgrade) is a normal
 event, not a reason for every process that talks to it to exit. Each place that must get through
-an outage (a processor's run loop, the start-up reads, the edge's body reads) keeps an
+an outage (a processor's run loop, the start-up reads, the edge's deliveries and body reads) keeps an
 :class:`Outage`: it starts its clock at the first failure, answers how long to pause before the
 next try, logs at attempts 1, 2, 4, 8, ... (so a ten-minute outage costs about ten lines, not
 hundreds), and raises :class:`BrokerOutageError` once the broker has been away longer than

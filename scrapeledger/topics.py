@@ -1,9 +1,10 @@
 """Every Kafka topic Scrapeledger uses, defined once, and their idempotent creation.
 
-The old system crashed on first start because its topics did not exist. Here every process calls
-:func:`ensure_topics` at start-up: it waits for the broker with back-off (logging that it waits),
-creates whatever is missing with explicit configs, and tolerates a concurrent creator. The
-Kubernetes ``KafkaTopic`` manifests are generated from and tested against this same spec.
+The old system crashed on first start because its topics did not exist. Here every processor and
+every edge calls :func:`ensure_topics` at start-up: it waits for the broker with back-off (logging
+that it waits), creates whatever is missing with explicit configs, and tolerates a concurrent
+creator. The Kubernetes ``KafkaTopic`` manifests are generated from and tested against this same
+spec.
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float = 6
 
 
 def describe_topic_config(admin: AdminClient, topic: str) -> dict[str, str]:
-    """The broker's effective config for ``topic`` (used by tests and ``replay``)."""
+    """The broker's effective config for ``topic`` (used by the integration tests)."""
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     result = admin.describe_configs([resource])[resource].result()
     return {k: v.value for k, v in result.items()}
