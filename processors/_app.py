@@ -18,6 +18,7 @@ does the I/O: health server, broker wait, topics, crash-log read, the Applicatio
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -38,7 +39,7 @@ from scrapeledger.observability import HealthServer, LagReporter
 from scrapeledger.outage import BROKER_ERRORS, Outage, retry
 from scrapeledger.settings import Settings
 
-from ._compat import assigned_partitions
+from ._compat import StopAwareApplication, assigned_partitions
 from ._crashes import CrashLog, read_crash_log
 from ._record_failure import RecordFailures, Salvage
 
@@ -181,6 +182,7 @@ class Processor:
         self._commit_every = commit_every
         self._stateful = stateful
         self._stopping = threading.Event()
+        self._stopped = threading.Event()
         self._topology: Topology | None = None
         self._topics: dict[str, Topic] = {}
         self.crashes = CrashLog()
@@ -235,7 +237,8 @@ class Processor:
 
     def _new_app(self) -> Application:
         settings = self.settings
-        return Application(
+        return StopAwareApplication(
+            on_stop=self._stop_requested,
             broker_address=settings.bootstrap_servers,
             consumer_group=settings.group(self.name),
             auto_offset_reset="earliest",
@@ -318,11 +321,42 @@ class Processor:
                 except Exception as exc:
                     if not is_broker_failure(exc):
                         raise
+                    if self._stopping.is_set():  # the final commit of a stop met a lost broker
+                        log.warning("%s: stopping without the final commit (%s: %s); the records "
+                                    "since the last commit will be processed again", self.name,
+                                    type(exc).__name__, exc)
+                        break
                     self._ride_out(exc, outage, ran_s=time.monotonic() - began)
         finally:
             lag.close()
             self.health.close()
+            self._stopped.set()
         log.info("%s stopped", self.name)
+
+    def _stop_requested(self) -> None:
+        """SIGTERM/SIGINT: stop, and make sure the stop ends within ``SCRAPELEDGER_STOP_GRACE_S``.
+
+        A stop flushes the producer and commits; with the broker away that flush would wait up
+        to Quix's flush timeout (``max.poll.interval.ms``, 5 minutes). Past the grace the process
+        ends the way Kubernetes' SIGKILL after ``terminationGracePeriodSeconds`` would end it:
+        without the final commit, so what it did not commit is processed again by the next
+        consumer, as after any crash (nothing is lost; deterministic event ids drop the repeats).
+        """
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        grace = self.settings.stop_grace_s
+
+        def watchdog() -> None:
+            if self._stopped.wait(grace):
+                return
+            log.warning("%s: the stop did not finish within SCRAPELEDGER_STOP_GRACE_S=%g (Kafka "
+                        "away?); exiting without the final commit: the records since the last "
+                        "commit will be processed again", self.name, grace)
+            logging.shutdown()
+            os._exit(0)
+
+        threading.Thread(target=watchdog, name="stop-grace", daemon=True).start()
 
     def _ride_out(self, exc: Exception, outage: Outage, *, ran_s: float) -> None:
         """The Application died of the broker: pause, then build a new one (or give up)."""
@@ -341,7 +375,7 @@ class Processor:
         pause = outage.failed(exc)
         # between two Applications nobody handles signals: a stop must end the wait
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stopping.set())
+            signal.signal(sig, lambda *_: self._stop_requested())
         if self._stopping.wait(pause):
             return
         try:

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         description="How long a running process rides out a lost broker (retrying, rejoining) "
         "before it exits non-zero.",
     )
+    stop_grace_s: float = Field(
+        25.0, gt=0, validation_alias=_env("SCRAPELEDGER_STOP_GRACE_S"),
+        description="How long a processor's stop (SIGTERM) may take before it exits without its "
+        "final commit (the broker away); below Kubernetes' 30 s terminationGracePeriodSeconds.",
+    )
     state_dir: str = Field("state", validation_alias=_env("SCRAPELEDGER_STATE_DIR"))
     commit_interval_s: float = Field(0.5, ge=0, validation_alias=_env("SCRAPELEDGER_COMMIT_INTERVAL_S"))
     linger_ms: float = Field(

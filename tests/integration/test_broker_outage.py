@@ -8,6 +8,8 @@ same process (same PID, never restarted by anyone) is still running and answers 
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -118,5 +120,38 @@ def test_past_the_outage_limit_components_exit_non_zero_with_one_clear_line(tmp_
                 assert last.startswith("error: ") and "SCRAPELEDGER_BROKER_OUTAGE_S=5" in last, (
                     proc.output()[-3000:]
                 )
+        finally:
+            stack.stop_all()
+
+
+@pytest.mark.timeout(300)
+def test_a_sigterm_while_the_broker_is_dead_stops_every_processor(tmp_path: Path) -> None:
+    """``scrapeledger up`` SIGKILLed with its broker: each child gets SIGTERM (its parent-death
+    signal) with the broker gone. The final commit of that stop fails on the lost broker, and that
+    failure must not be taken for an outage to ride out: the processor stops, and exits 0 (what
+    it did not commit is processed again by the next one, as after any crash)."""
+    with LocalBroker(port=0, data_dir=tmp_path / "kafka") as broker, start_pages() as pages:
+        settings = _settings(broker.bootstrap, tmp_path)
+        # a long commit interval: at the SIGTERM every processor holds offsets it has not committed
+        stack = Stack(settings, tmp_path, env={"SCRAPELEDGER_COMMIT_INTERVAL_S": "600"})
+        try:
+            stack.processors()
+            url = stack.edge("edge-a")
+
+            async def some_jobs() -> list[dict[str, object]]:
+                async with Client([url]) as client:
+                    return list(await asyncio.wait_for(asyncio.gather(
+                        *(client.scrape(f"{pages}/page/{i}") for i in range(10))), 120))
+
+            assert_pages(asyncio.run(some_jobs()))
+            broker.kill()
+            for name in ("state", "validator", "scraper"):
+                proc = stack.procs[name]
+                proc.popen.send_signal(signal.SIGTERM)
+                try:
+                    code = proc.popen.wait(60)
+                except subprocess.TimeoutExpired:
+                    code = None
+                assert code == 0, f"{name} exit {code}:\n{proc.output()[-3000:]}"
         finally:
             stack.stop_all()
