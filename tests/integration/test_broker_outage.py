@@ -8,8 +8,6 @@ same process (same PID, never restarted by anyone) is still running and answers 
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -146,12 +144,7 @@ def test_a_sigterm_while_the_broker_is_dead_stops_every_processor(tmp_path: Path
             assert_pages(asyncio.run(some_jobs()))
             broker.kill()
             for name in ("state", "validator", "scraper"):
-                proc = stack.procs[name]
-                proc.popen.send_signal(signal.SIGTERM)
-                try:
-                    code = proc.popen.wait(60)
-                except subprocess.TimeoutExpired:
-                    code = None
-                assert code == 0, f"{name} exit {code}:\n{proc.output()[-3000:]}"
+                code = stack.terminate(name, timeout=60)
+                assert code == 0, f"{name} exit {code}:\n{stack.procs[name].output()[-3000:]}"
         finally:
             stack.stop_all()

@@ -136,9 +136,15 @@ class Stack:
         self.procs[name].close()
 
     def terminate(self, name: str, timeout: float = 30.0) -> int:
+        """SIGTERM one component and return its exit code; fail, with what it printed, if it
+        is still running after ``timeout`` seconds (``stop_all`` kills it then)."""
         popen = self.procs[name].popen
         popen.send_signal(signal.SIGTERM)
-        code = popen.wait(timeout)
+        try:
+            code = popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{name} still running {timeout:g} s after SIGTERM:\n"
+                                 f"{self.procs[name].output()[-3000:]}") from None
         self.procs[name].close()
         return code
 
